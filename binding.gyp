@@ -1,0 +1,7 @@
+{
+  "targets": [{
+    "target_name": "roamfs_native",
+    "sources": ["src/native/roamfs_native.c"],
+    "cflags": ["-O2", "-Wall"]
+  }]
+}

@@ -1,0 +1,52 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+interface NativeAddon {
+  lutimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  syncfs(fd: number): void;
+}
+
+// dist/src/core/native.js -> <root>/build/Release; src/core/native.ts (ts-node) -> same root.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+function load(): NativeAddon {
+  const candidates = [path.resolve(here, '../../../build/Release/roamfs_native.node'), path.resolve(here, '../../build/Release/roamfs_native.node')];
+  for (const c of candidates) {
+    try {
+      return require(c) as NativeAddon;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'MODULE_NOT_FOUND') throw err;
+    }
+  }
+  throw new Error(`roamfs native addon not built; run npm ci`);
+}
+const addon = load();
+
+export const UTIME_OMIT = -1;
+export const UTIME_NOW = -2;
+const NS = 1_000_000_000n;
+
+function split(t: bigint | 'now' | 'omit'): [number, number] {
+  if (t === 'omit') return [0, UTIME_OMIT];
+  if (t === 'now') return [0, UTIME_NOW];
+  let s = t / NS;
+  let n = t % NS;
+  if (n < 0n) {
+    n += NS;
+    s -= 1n;
+  }
+  return [Number(s), Number(n)];
+}
+
+/** Set atime/mtime with nanosecond precision, not following symlinks. */
+export function lutimens(p: string, atime: bigint | 'now' | 'omit', mtime: bigint | 'now' | 'omit'): void {
+  const [as, an] = split(atime);
+  const [ms, mn] = split(mtime);
+  addon.lutimens(p, as, an, ms, mn);
+}
+
+/** syncfs(2) on the file system holding the open fd. */
+export function syncfs(fd: number): void {
+  addon.syncfs(fd);
+}

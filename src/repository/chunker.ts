@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * FastCDC content-defined chunking (Xia et al., USENIX ATC '16) with a 32-bit gear hash and
+ * normalized chunking level 2. The gear table and masks are part of the repository format:
+ * every writer must cut at the same places to share chunks.
+ */
+export interface ChunkerParams {
+  minSize: number;
+  avgSize: number;
+  maxSize: number;
+}
+
+export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 64 * 1024, avgSize: 256 * 1024, maxSize: 1024 * 1024 };
+
+/** gear[i] = first 4 bytes (big-endian) of SHA-256("roamfs-gear-" + i). */
+const GEAR: Uint32Array = (() => {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) t[i] = createHash('sha256').update(`roamfs-gear-${i}`).digest().readUInt32BE(0);
+  return t;
+})();
+
+/** A mask of the `bits` highest bits: with `fp << 1` the high bits depend on the most bytes. */
+function highMask(bits: number): number {
+  return bits >= 32 ? 0xffffffff : ((((1 << bits) >>> 0) - 1) << (32 - bits)) >>> 0;
+}
+
+export function validateChunkerParams(p: ChunkerParams): string | undefined {
+  const pow2 = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+  if (!pow2(p.avgSize)) return 'avgSize must be a power of two';
+  if (!(Number.isInteger(p.minSize) && p.minSize >= 64 && p.minSize < p.avgSize)) return 'minSize must be >= 64 and < avgSize';
+  if (!(Number.isInteger(p.maxSize) && p.maxSize > p.avgSize && p.maxSize <= 64 * 1024 * 1024)) return 'maxSize must be > avgSize and <= 64 MiB';
+  return undefined;
+}
+
+export class Chunker {
+  readonly params: ChunkerParams;
+  private readonly maskS: number;
+  private readonly maskL: number;
+
+  constructor(params: ChunkerParams = DEFAULT_CHUNKER) {
+    const bad = validateChunkerParams(params);
+    if (bad) throw new Error(`invalid chunker parameters: ${bad}`);
+    this.params = params;
+    const bits = Math.log2(params.avgSize);
+    this.maskS = highMask(bits + 2); // harder to match before the average size
+    this.maskL = highMask(bits - 2); // easier after it
+  }
+
+  /**
+   * Length of the next chunk of buf[start, end). `final` says no data follows `end`; when it is
+   * false the caller must supply at least maxSize bytes (or all that remains).
+   */
+  cut(buf: Uint8Array, start: number, end: number): number {
+    const { minSize, avgSize, maxSize } = this.params;
+    const n = end - start;
+    if (n <= minSize) return n;
+    const limit = start + Math.min(n, maxSize);
+    const normal = start + Math.min(n, avgSize);
+    const maskS = this.maskS;
+    const maskL = this.maskL;
+    let fp = 0;
+    let i = start + minSize;
+    for (; i < normal; i++) {
+      fp = ((fp << 1) + GEAR[buf[i]!]!) >>> 0;
+      if ((fp & maskS) === 0) return i + 1 - start;
+    }
+    for (; i < limit; i++) {
+      fp = ((fp << 1) + GEAR[buf[i]!]!) >>> 0;
+      if ((fp & maskL) === 0) return i + 1 - start;
+    }
+    return limit - start;
+  }
+
+  /** All chunk lengths of an in-memory buffer. */
+  cutAll(buf: Uint8Array): number[] {
+    const out: number[] = [];
+    for (let off = 0; off < buf.length; ) {
+      const len = this.cut(buf, off, buf.length);
+      out.push(len);
+      off += len;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,298 @@
+import { constants as C } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { RoamfsError, errnoCode, ioError } from '../core/errors.js';
+import { isObjectId, type ObjectId } from '../core/hash.js';
+import type { Backend, ObjectInfo } from './backend.js';
+
+export const CONFIG_FILE = 'roamfs-repository.json';
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+
+/** Zero-padded so that lexical order is numeric order. */
+export function refName(seq: number): string {
+  return String(seq).padStart(12, '0');
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
+ * rename(2), exclusive link(2) and fsync, as the format spec describes.
+ */
+export class PosixBackend implements Backend {
+  readonly location: string;
+
+  constructor(root: string) {
+    this.location = path.resolve(root);
+  }
+
+  private objPath(id: ObjectId): string {
+    if (!isObjectId(id)) throw new Error(`not an object id: ${id}`);
+    return path.join(this.location, 'objects', id.slice(0, 2), id);
+  }
+  private tmpDir(): string {
+    return path.join(this.location, 'tmp');
+  }
+  private userDir(user: string): string {
+    return path.join(this.location, 'users', user);
+  }
+
+  /** Write a file durably under tmp/ and return its path. */
+  private async writeTemp(data: Uint8Array): Promise<string> {
+    const tmp = path.join(this.tmpDir(), `${randomBytes(8).toString('hex')}.tmp`);
+    let h: fsp.FileHandle | undefined;
+    try {
+      h = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, FILE_MODE);
+      await h.writeFile(data);
+      await h.sync();
+      await h.close();
+      h = undefined;
+      return tmp;
+    } catch (err) {
+      await h?.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw ioError(`write ${tmp}`, err);
+    }
+  }
+
+  async readConfig(): Promise<Buffer | null> {
+    try {
+      const st = await fsp.stat(this.location);
+      if (!st.isDirectory()) throw new RoamfsError('NOT_A_REPOSITORY', `${this.location} is not a directory`);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') {
+        throw new RoamfsError('NO_REPOSITORY', `repository ${this.location} does not exist`, {
+          hint: 'create it with `roamfs init`',
+        });
+      }
+      throw ioError(`stat ${this.location}`, err);
+    }
+    try {
+      return await fsp.readFile(path.join(this.location, CONFIG_FILE));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw ioError(`read ${CONFIG_FILE}`, err);
+    }
+  }
+
+  async initialize(config: Buffer): Promise<void> {
+    await fsp.mkdir(this.location, { recursive: true, mode: DIR_MODE }).catch((e) => {
+      throw ioError(`create ${this.location}`, e);
+    });
+    const entries = await fsp.readdir(this.location);
+    if (entries.length > 0) {
+      throw new RoamfsError('NOT_EMPTY', `${this.location} is not empty and is not a roamfs repository`);
+    }
+    try {
+      await fsp.chmod(this.location, DIR_MODE);
+      for (const d of ['objects', 'users', 'tmp']) await fsp.mkdir(path.join(this.location, d), { mode: DIR_MODE });
+      const tmp = await this.writeTemp(config);
+      // link, not rename: two concurrent inits cannot both succeed.
+      await fsp.link(tmp, path.join(this.location, CONFIG_FILE));
+      await fsp.unlink(tmp);
+      await fsyncDir(this.location);
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') throw new RoamfsError('NOT_EMPTY', `${this.location} was initialized concurrently`);
+      throw ioError(`initialize ${this.location}`, err);
+    }
+  }
+
+  async getObject(id: ObjectId): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.objPath(id));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new RoamfsError('MISSING_OBJECT', `missing object ${id}`);
+      throw ioError(`read object ${id}`, err);
+    }
+  }
+
+  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+    const final = this.objPath(id);
+    const now = new Date();
+    try {
+      await fsp.utimes(final, now, now); // exists: touch it so a running gc keeps it
+      return false;
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);
+    }
+    const tmp = await this.writeTemp(data);
+    const dir = path.dirname(final);
+    try {
+      await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+      });
+      await fsp.rename(tmp, final);
+      await fsyncDir(dir);
+      return true;
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw ioError(`store object ${id}`, err);
+    }
+  }
+
+  async statObject(id: ObjectId): Promise<ObjectInfo | null> {
+    try {
+      const st = await fsp.stat(this.objPath(id));
+      return { id, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw ioError(`stat object ${id}`, err);
+    }
+  }
+
+  async *listObjects(): AsyncIterable<ObjectInfo> {
+    const base = path.join(this.location, 'objects');
+    const fans = (await fsp.readdir(base)).filter((d) => /^[0-9a-f]{2}$/.test(d)).sort();
+    for (const fan of fans) {
+      let names: string[];
+      try {
+        names = await fsp.readdir(path.join(base, fan));
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue;
+        throw ioError(`list objects/${fan}`, err);
+      }
+      for (const name of names.sort()) {
+        if (!isObjectId(name) || !name.startsWith(fan)) continue;
+        const info = await this.statObject(name);
+        if (info) yield info;
+      }
+    }
+  }
+
+  async deleteObject(id: ObjectId): Promise<void> {
+    await fsp.rm(this.objPath(id), { force: true });
+  }
+
+  private trashPath(id: ObjectId, batch: string): string {
+    if (!/^[A-Za-z0-9_-]+$/.test(batch)) throw new Error(`bad trash batch ${batch}`);
+    return path.join(this.tmpDir(), `trash-${batch}`, id);
+  }
+
+  async trashObject(id: ObjectId, batch: string): Promise<ObjectInfo | null> {
+    const dest = this.trashPath(id, batch);
+    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: DIR_MODE });
+    try {
+      await fsp.rename(this.objPath(id), dest);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw ioError(`trash object ${id}`, err);
+    }
+    const st = await fsp.stat(dest);
+    return { id, size: st.size, mtimeMs: st.mtimeMs };
+  }
+
+  async restoreObject(id: ObjectId, batch: string): Promise<void> {
+    const final = this.objPath(id);
+    try {
+      await fsp.rename(this.trashPath(id, batch), final);
+      await fsyncDir(path.dirname(final));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw ioError(`restore object ${id}`, err);
+    }
+  }
+
+  async emptyTrash(batch: string): Promise<void> {
+    await fsp.rm(path.dirname(this.trashPath('0'.repeat(64), batch)), { recursive: true, force: true });
+  }
+
+  async listUsers(): Promise<string[]> {
+    try {
+      return (await fsp.readdir(path.join(this.location, 'users'))).sort();
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw ioError('list users', err);
+    }
+  }
+
+  async listRefs(user: string): Promise<number[]> {
+    try {
+      const names = await fsp.readdir(path.join(this.userDir(user), 'refs'));
+      return names
+        .filter((n) => /^\d{12}$/.test(n))
+        .map(Number)
+        .sort((a, b) => a - b);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw ioError(`list refs of ${user}`, err);
+    }
+  }
+
+  async readRef(user: string, seq: number): Promise<Buffer | null> {
+    try {
+      return await fsp.readFile(path.join(this.userDir(user), 'refs', refName(seq)));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw ioError(`read ref ${user}/${seq}`, err);
+    }
+  }
+
+  async createRef(user: string, seq: number, data: Uint8Array): Promise<void> {
+    const dir = path.join(this.userDir(user), 'refs');
+    try {
+      await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      throw ioError(`create ${dir}`, err);
+    }
+    const tmp = await this.writeTemp(data);
+    try {
+      await fsp.link(tmp, path.join(dir, refName(seq)));
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') {
+        throw new RoamfsError('HEAD_CONFLICT', `head of ${user} moved: ref ${seq} already exists`);
+      }
+      throw ioError(`create ref ${user}/${seq}`, err);
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+    await fsyncDir(dir);
+  }
+
+  async deleteRef(user: string, seq: number): Promise<void> {
+    await fsp.rm(path.join(this.userDir(user), 'refs', refName(seq)), { force: true });
+  }
+
+  private statePath(user: string, name: string): string {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw new Error(`bad state name ${name}`);
+    return path.join(this.userDir(user), 'state', name);
+  }
+
+  async readState(user: string, name: string): Promise<Buffer | null> {
+    try {
+      return await fsp.readFile(this.statePath(user, name));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw ioError(`read state ${user}/${name}`, err);
+    }
+  }
+
+  async writeState(user: string, name: string, data: Uint8Array): Promise<void> {
+    const final = this.statePath(user, name);
+    await fsp.mkdir(path.dirname(final), { recursive: true, mode: DIR_MODE });
+    const tmp = await this.writeTemp(data);
+    try {
+      await fsp.rename(tmp, final);
+      await fsyncDir(path.dirname(final));
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw ioError(`write state ${user}/${name}`, err);
+    }
+  }
+
+  async storageNow(): Promise<number> {
+    const tmp = await this.writeTemp(Buffer.alloc(0));
+    try {
+      return (await fsp.stat(tmp)).mtimeMs;
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import * as fsp from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import * as path from 'node:path';
+import { RoamfsError, ioError } from '../core/errors.js';
+import { mapLimit } from '../core/async.js';
+import { lutimens } from '../core/native.js';
+import type { ObjectId } from '../core/hash.js';
+import type { FileEntry, RootRef, TreeEntry } from '../repository/objects.js';
+import type { Repository } from '../repository/repository.js';
+
+export interface ExportProgress {
+  files: number;
+  bytes: number;
+}
+
+export interface ExportOptions {
+  concurrency?: number;
+  /** Restore uid/gid (default: when running as root). */
+  preserveOwner?: boolean;
+  onProgress?: (p: ExportProgress) => void;
+}
+
+/** Write a file's content from its chunks into `abs` (created exclusively). */
+export async function writeFileFromChunks(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void): Promise<void> {
+  const h = await fsp.open(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
+  try {
+    let pos = 0;
+    for (const c of entry.chunks) {
+      const data = await repo.getChunk(c.id, c.size);
+      await h.write(data, 0, data.length, pos);
+      pos += data.length;
+      onBytes?.(data.length);
+    }
+  } finally {
+    await h.close();
+  }
+}
+
+async function applyAttrs(abs: string, e: { mode: number; uid: number; gid: number; mtimeNs: bigint }, symlink: boolean, owner: boolean) {
+  if (owner) await fsp.lchown(abs, e.uid, e.gid);
+  if (!symlink) await fsp.chmod(abs, e.mode); // after chown: chown clears setuid bits
+  lutimens(abs, e.mtimeNs, e.mtimeNs);
+}
+
+/**
+ * Write the tree of `root` into `dir` (which must be absent or empty): byte-identical content,
+ * modes, mtimes (ns), symlinks (not followed), empty directories; owners when running as root.
+ * Directories get their mode and mtime after their children are written.
+ */
+export async function exportTree(repo: Repository, root: RootRef, dir: string, opts: ExportOptions = {}): Promise<ExportProgress> {
+  const owner = opts.preserveOwner ?? process.getuid?.() === 0;
+  const progress: ExportProgress = { files: 0, bytes: 0 };
+  try {
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    if ((await fsp.readdir(dir)).length > 0) {
+      throw new RoamfsError('NOT_EMPTY', `${dir} is not empty; export writes into an empty or new directory`);
+    }
+  } catch (err) {
+    if (err instanceof RoamfsError) throw err;
+    throw ioError(`prepare ${dir}`, err);
+  }
+  const files: Array<{ abs: string; entry: FileEntry }> = [];
+  const dirs: Array<{ abs: string; entry: { mode: number; uid: number; gid: number; mtimeNs: bigint } }> = [];
+
+  async function makeDir(tree: ObjectId, abs: string): Promise<void> {
+    const entries: TreeEntry[] = await repo.getTree(tree);
+    for (const e of entries) {
+      const child = path.join(abs, e.name);
+      if (e.type === 'dir') {
+        await fsp.mkdir(child, { mode: 0o700 });
+        await makeDir(e.tree, child);
+        dirs.push({ abs: child, entry: e });
+      } else if (e.type === 'symlink') {
+        await fsp.symlink(e.target, child);
+        await applyAttrs(child, e, true, owner);
+      } else {
+        files.push({ abs: child, entry: e });
+      }
+    }
+  }
+  try {
+    await makeDir(root.tree, dir);
+    await mapLimit(files, opts.concurrency ?? 16, async ({ abs, entry }) => {
+      await writeFileFromChunks(repo, entry, abs, (n) => (progress.bytes += n));
+      await applyAttrs(abs, entry, false, owner);
+      progress.files++;
+      opts.onProgress?.(progress);
+    });
+    // Post-order (children were pushed before parents), so each mtime is final.
+    for (const d of dirs) await applyAttrs(d.abs, d.entry, false, owner);
+    await applyAttrs(dir, root, false, owner);
+  } catch (err) {
+    if (err instanceof RoamfsError) throw err;
+    throw ioError(`export to ${dir}`, err);
+  }
+  return progress;
+}
