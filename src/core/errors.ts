@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'NOT_FOUND' // a local path that does not exist
   | 'INVALID_ARGUMENT' // a bad option or argument
   | 'UNSUPPORTED' // a file type or feature outside the format (sockets, devices, non-UTF-8 names)
+  | 'CORRUPT_LOG' // the local change log cannot be read
+  | 'REPOSITORY_UNAVAILABLE' // the repository cannot be reached right now (retryable)
   | 'IO'; // any other I/O failure, with its cause
 
 export class RoamfsError extends Error {

@@ -43,3 +43,74 @@ export async function setPath(
   }
   return { ...root, tree: await rewrite(root.tree, 0) };
 }
+
+/**
+ * One change to a profile, as the change log records it and a commit applies it:
+ * - put: create or replace the entry at path (a directory put carries its whole subtree);
+ * - attrs: a directory's own mode/owner/mtime changed (its children are separate changes);
+ * - delete: remove the entry at path (and everything below it).
+ * Paths are profile-relative ("a/b"); "" is the root (attrs only).
+ */
+export type Change =
+  | { op: 'put'; path: string; entry: TreeEntry }
+  | { op: 'attrs'; path: string; attrs: DirAttrs }
+  | { op: 'delete'; path: string };
+
+interface Trie {
+  /** undefined: untouched; null: deleted; entry: replaced by this entry. */
+  final?: TreeEntry | null;
+  attrs?: DirAttrs;
+  kids: Map<string, Trie>;
+}
+
+/**
+ * Apply changes in order onto root, rewriting each affected directory once (a batch of 10,000
+ * changes in one directory costs one tree rewrite, not 10,000). Directories missing on the way
+ * to a change are created with `makeDir(path)` attributes. Returns the new root.
+ */
+export async function applyChanges(
+  repo: Repository,
+  root: RootRef,
+  changes: readonly Change[],
+  makeDir: (path: string) => DirAttrs,
+): Promise<RootRef> {
+  const top: Trie = { kids: new Map() };
+  for (const c of changes) {
+    let node = top;
+    const parts = c.path === '' ? [] : c.path.split('/');
+    for (const p of parts) {
+      let k = node.kids.get(p);
+      if (!k) node.kids.set(p, (k = { kids: new Map() }));
+      node = k;
+    }
+    if (c.op === 'attrs') node.attrs = c.attrs;
+    else {
+      if (parts.length === 0) throw new RoamfsError('INVALID_ARGUMENT', 'cannot replace or delete the profile root');
+      node.final = c.op === 'put' ? c.entry : null;
+      node.attrs = undefined;
+      node.kids.clear(); // later changes below this path apply to the new entry
+    }
+  }
+  async function rewrite(tree: ObjectId | null, trie: Trie, prefix: string): Promise<ObjectId> {
+    const entries = new Map((tree ? await repo.getTree(tree) : []).map((e) => [e.name, e] as const));
+    for (const [name, t] of trie.kids) {
+      const path = prefix ? `${prefix}/${name}` : name;
+      let e: TreeEntry | null | undefined = t.final === undefined ? entries.get(name) : t.final ? { ...t.final, name } : null;
+      if (t.kids.size > 0) {
+        if (e === null || e === undefined || e.type !== 'dir') {
+          // Changes below a path that is gone (or no longer a directory): recreate the directory.
+          e = { name, type: 'dir', tree: '', ...makeDir(path) };
+          e.tree = await rewrite(null, t, path);
+        } else {
+          e = { ...e, tree: await rewrite(e.tree, t, path) };
+        }
+      }
+      if (t.attrs && e && e.type === 'dir') e = { ...e, ...t.attrs };
+      if (e) entries.set(name, e);
+      else entries.delete(name);
+    }
+    return repo.putTree([...entries.values()]);
+  }
+  const tree = top.kids.size > 0 ? await rewrite(root.tree, top, '') : root.tree;
+  return { ...root, ...(top.attrs ?? {}), tree };
+}

@@ -59,6 +59,8 @@ export interface Commit {
   session: string;
   message: string;
   stats: { files: number; bytes: number };
+  /** For commits made from a mounted session's change log: which log and snapshot (replay detection). */
+  origin?: { log: string; snapshot: number };
 }
 
 export interface Ref {
@@ -213,7 +215,14 @@ export function encodeCommit(c: Commit): Buffer {
     session: c.session,
     message: c.message,
     stats: c.stats,
+    ...(c.origin ? { origin: { log: c.origin.log, snapshot: c.origin.snapshot } } : {}),
   });
+}
+
+function decodeOrigin(v: unknown): { log: string; snapshot: number } {
+  const o = v as { log?: unknown; snapshot?: unknown };
+  if (!o || typeof o.log !== 'string' || !Number.isSafeInteger(o.snapshot)) throw new Error('bad origin');
+  return { log: o.log, snapshot: o.snapshot as number };
 }
 
 export function decodeCommit(payload: Uint8Array, id?: ObjectId): Commit {
@@ -233,6 +242,7 @@ export function decodeCommit(payload: Uint8Array, id?: ObjectId): Commit {
       session: o.session as string,
       message: o.message as string,
       stats: { files: size(st?.files), bytes: size(st?.bytes) },
+      ...(o.origin === undefined ? {} : { origin: decodeOrigin(o.origin) }),
     };
   } catch (err) {
     throw corrupt(id, `bad commit: ${(err as Error).message}`);

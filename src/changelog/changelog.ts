@@ -1,0 +1,142 @@
+import { RoamfsError } from '../core/errors.js';
+import type { ObjectId } from '../core/hash.js';
+import { decodeTree, encodeTree, nsToPair, pairToNs, packState, unpackState, type RootRef, type TreeEntry } from '../repository/objects.js';
+import type { Change, DirAttrs } from '../repository/edit.js';
+import type { Db } from '../store/db.js';
+
+/**
+ * A durable snapshot: the overlay's state at one instant, as the changes since the previous
+ * snapshot (or since the base commit), plus the full local root for remounting.
+ */
+export interface Snapshot {
+  seq: number;
+  /** ms since the epoch (clock of this desktop) */
+  time: number;
+  /** The repository commit this session's state was built on when the snapshot was taken. */
+  base: ObjectId;
+  /** The complete profile at this snapshot, in the local object store. */
+  root: RootRef;
+  changes: Change[];
+}
+
+export interface Shipped {
+  /** Highest snapshot seq whose changes are in the repository. */
+  seq: number;
+  /** The repository commit that contains it. */
+  commit: ObjectId;
+}
+
+const pad = (n: number, w: number) => String(n).padStart(w, '0');
+const snapKey = (seq: number) => `snap!${pad(seq, 16)}`;
+const chgKey = (seq: number, i: number) => `chg!${pad(seq, 16)}!${pad(i, 8)}`;
+
+function encodeAttrs(a: DirAttrs) {
+  return { m: a.mode, u: a.uid, g: a.gid, mt: nsToPair(a.mtimeNs) };
+}
+function decodeAttrs(o: { m: number; u: number; g: number; mt: unknown }): DirAttrs {
+  return { mode: o.m, uid: o.u, gid: o.g, mtimeNs: pairToNs(o.mt) };
+}
+
+/** Changes are stored with the entry in the repository's tree encoding (one-entry tree). */
+function encodeChange(c: Change): Buffer {
+  switch (c.op) {
+    case 'put':
+      return packState({ op: 'put', path: c.path, e: encodeTree([c.entry]) });
+    case 'attrs':
+      return packState({ op: 'attrs', path: c.path, a: encodeAttrs(c.attrs) });
+    case 'delete':
+      return packState({ op: 'delete', path: c.path });
+  }
+}
+function decodeChange(b: Uint8Array): Change {
+  const o = unpackState(b) as { op: string; path: string; e?: Uint8Array; a?: { m: number; u: number; g: number; mt: unknown } };
+  if (o.op === 'put') return { op: 'put', path: o.path, entry: decodeTree(o.e!)[0]! as TreeEntry };
+  if (o.op === 'attrs') return { op: 'attrs', path: o.path, attrs: decodeAttrs(o.a!) };
+  if (o.op === 'delete') return { op: 'delete', path: o.path };
+  throw new Error(`unknown change ${o.op}`);
+}
+
+function encodeRoot(r: RootRef) {
+  return { d: r.tree, ...encodeAttrs(r) };
+}
+function decodeRoot(o: { d: string; m: number; u: number; g: number; mt: unknown }): RootRef {
+  return { tree: o.d, ...decodeAttrs(o) };
+}
+
+/**
+ * The local change log (LevelDB, msgpack values). Snapshots are appended atomically and
+ * durably (one synced batch; the header is part of it, so a snapshot is either wholly present
+ * or absent). The committer reads them oldest-first and, once their commit is in the
+ * repository, marks them shipped and trims them in one batch.
+ */
+export class ChangeLog {
+  constructor(private readonly db: Db) {}
+
+  async append(s: Snapshot): Promise<void> {
+    const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = s.changes.map((c, i) => ({ type: 'put', key: chgKey(s.seq, i), value: encodeChange(c) }));
+    ops.push({
+      type: 'put',
+      key: snapKey(s.seq),
+      value: packState({ seq: s.seq, time: s.time, base: s.base, root: encodeRoot(s.root), n: s.changes.length }),
+    });
+    await this.db.batch(ops, { sync: true });
+  }
+
+  /** Headers of unshipped snapshots, oldest first (changes not loaded). */
+  async pending(): Promise<Array<Omit<Snapshot, 'changes'> & { count: number }>> {
+    const out: Array<Omit<Snapshot, 'changes'> & { count: number }> = [];
+    for await (const v of this.db.values({ gte: 'snap!', lt: 'snap!~' })) {
+      const o = this.decode(v);
+      out.push({ seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), count: o.n });
+    }
+    return out;
+  }
+
+  /** A full snapshot with its changes; throws CORRUPT_LOG when entries are missing. */
+  async get(seq: number): Promise<Snapshot> {
+    const v = await this.db.get(snapKey(seq));
+    if (v === undefined) throw new RoamfsError('CORRUPT_LOG', `change log has no snapshot ${seq}`);
+    const o = this.decode(v);
+    const changes: Change[] = [];
+    for await (const c of this.db.values({ gte: chgKey(seq, 0), lt: `chg!${pad(seq, 16)}!~` })) {
+      try {
+        changes.push(decodeChange(c));
+      } catch (err) {
+        throw new RoamfsError('CORRUPT_LOG', `change log snapshot ${seq} has an unreadable entry: ${(err as Error).message}`);
+      }
+    }
+    if (changes.length !== o.n) throw new RoamfsError('CORRUPT_LOG', `change log snapshot ${seq} has ${changes.length} of ${o.n} entries`);
+    return { seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), changes };
+  }
+
+  /** Record that snapshots up to `shipped.seq` are in commit `shipped.commit`, and drop them. */
+  async markShipped(shipped: Shipped): Promise<void> {
+    const ops: Array<{ type: 'del'; key: string } | { type: 'put'; key: string; value: Uint8Array }> = [];
+    for await (const k of this.db.keys({ gte: 'snap!', lte: snapKey(shipped.seq) })) ops.push({ type: 'del', key: k });
+    for await (const k of this.db.keys({ gte: 'chg!', lt: `chg!${pad(shipped.seq + 1, 16)}` })) ops.push({ type: 'del', key: k });
+    ops.push({ type: 'put', key: 'meta!shipped', value: packState(shipped) });
+    await this.db.batch(ops, { sync: true });
+  }
+
+  async shipped(): Promise<Shipped | null> {
+    const v = await this.db.get('meta!shipped');
+    return v === undefined ? null : (unpackState(v) as Shipped);
+  }
+
+  /** Small metadata documents (msgpack). */
+  async getMeta<T>(name: string): Promise<T | undefined> {
+    const v = await this.db.get(`meta!${name}`);
+    return v === undefined ? undefined : (unpackState(v) as T);
+  }
+  async setMeta(name: string, value: unknown): Promise<void> {
+    await this.db.put(`meta!${name}`, packState(value), { sync: true });
+  }
+
+  private decode(v: Uint8Array) {
+    try {
+      return unpackState(v) as { seq: number; time: number; base: string; root: { d: string; m: number; u: number; g: number; mt: unknown }; n: number };
+    } catch (err) {
+      throw new RoamfsError('CORRUPT_LOG', `change log has an unreadable snapshot header: ${(err as Error).message}`);
+    }
+  }
+}

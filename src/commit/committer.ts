@@ -1,0 +1,117 @@
+import { RoamfsError, isRoamfsError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import type { ObjectId } from '../core/hash.js';
+import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
+import { applyChanges, type Change, type DirAttrs } from '../repository/edit.js';
+import type { Commit, Ref } from '../repository/objects.js';
+import type { Repository } from '../repository/repository.js';
+import { lookupPath } from '../repository/walk.js';
+import { uploadChanges } from './upload.js';
+
+export interface CommitterDeps {
+  local: Repository;
+  remote: Repository;
+  log: ChangeLog;
+  user: string;
+  /** Stable id of this change log (survives restarts; identifies our commits after a crash). */
+  logId: string;
+  host: string;
+  session: string;
+  clock: Clock;
+  onProgress?: (uploadedBytes: number) => void;
+}
+
+export interface CommitResult {
+  /** Highest snapshot seq now in the repository. */
+  seq: number;
+  commit: ObjectId;
+  ref: Ref | null;
+  uploadedBytes: number;
+  /** True when the commit had been made before (a crash after the head moved) and was only recorded. */
+  replayed: boolean;
+}
+
+/** How many recent refs to search for a commit of ours that the log does not know is shipped. */
+const REPLAY_SCAN = 100;
+
+async function findOurCommit(d: CommitterDeps, minSeq: number): Promise<{ seq: number; commit: ObjectId } | null> {
+  const refs = await d.remote.refs(d.user);
+  for (const r of refs.slice(0, REPLAY_SCAN)) {
+    const c = await d.remote.getCommit(r.commit);
+    if (c.origin?.log === d.logId && c.origin.snapshot >= minSeq) return { seq: c.origin.snapshot, commit: r.commit };
+  }
+  return null;
+}
+
+/**
+ * One step of the committer: take every pending snapshot (oldest first), upload the objects
+ * they need, apply their changes on top of the user's current head, write the commit, move the
+ * head by compare-and-swap, then mark the snapshots shipped. The repository therefore only
+ * ever holds whole snapshots. Every step is idempotent; a crash between any two is repaired by
+ * calling commitOnce again (a commit already made is recognised by its origin).
+ * Returns null when nothing is pending. Throws on repository errors (the caller retries).
+ */
+export async function commitOnce(d: CommitterDeps): Promise<CommitResult | null> {
+  let pending = await d.log.pending();
+  if (pending.length === 0) return null;
+
+  // Was (part of) this made durable in the repository before a crash?
+  const shipped = await d.log.shipped();
+  const head0 = await d.remote.head(d.user);
+  const expected = shipped?.commit ?? pending[0]!.base;
+  if (head0 && head0.commit !== expected) {
+    const ours = await findOurCommit(d, pending[0]!.seq);
+    if (ours) {
+      await d.log.markShipped(ours);
+      pending = pending.filter((p) => p.seq > ours.seq);
+      if (pending.length === 0) return { seq: ours.seq, commit: ours.commit, ref: null, uploadedBytes: 0, replayed: true };
+    }
+  }
+
+  const snaps: Snapshot[] = [];
+  for (const p of pending) snaps.push(await d.log.get(p.seq));
+  const last = snaps[snaps.length - 1]!;
+  const changes: Change[] = snaps.flatMap((s) => s.changes);
+  const up = await uploadChanges(d.local, d.remote, changes, d.onProgress);
+
+  // Directories that must be recreated on the way (a concurrent delete): take their attributes
+  // from our own latest snapshot.
+  const dirAttrs = new Map<string, DirAttrs>();
+  for (const c of changes) {
+    const parts = c.path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const p = parts.slice(0, i).join('/');
+      if (dirAttrs.has(p)) continue;
+      const e = await lookupPath(d.local, last.root, parts.slice(0, i));
+      if (e) dirAttrs.set(p, { mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs });
+    }
+  }
+  const makeDir = (p: string): DirAttrs => dirAttrs.get(p) ?? { mode: last.root.mode, uid: last.root.uid, gid: last.root.gid, mtimeNs: last.root.mtimeNs };
+
+  for (let attempt = 0; ; attempt++) {
+    const head = await d.remote.head(d.user);
+    const headCommit = head ? await d.remote.getCommit(head.commit) : null;
+    const bytesBefore = d.remote.stats.bytesWritten;
+    if (!head || !headCommit) throw new RoamfsError('UNKNOWN_USER', `no profile for user ${d.user} in ${d.remote.backend.location}`);
+    const root = await applyChanges(d.remote, headCommit.root, changes, makeDir);
+    const commit: Commit = {
+      parents: [head.commit],
+      root,
+      time: d.clock.now(),
+      host: d.host,
+      session: d.session,
+      message: snaps.length === 1 ? `snapshot ${last.seq}` : `snapshots ${snaps[0]!.seq}-${last.seq}`,
+      stats: { files: changes.filter((c) => c.op !== 'attrs').length, bytes: up.bytes + (d.remote.stats.bytesWritten - bytesBefore) },
+      origin: { log: d.logId, snapshot: last.seq },
+    };
+    const id = await d.remote.putCommit(commit);
+    try {
+      const ref = await d.remote.moveHead(d.user, head, id, { time: commit.time, host: d.host, session: d.session });
+      await d.log.markShipped({ seq: last.seq, commit: id });
+      return { seq: last.seq, commit: id, ref, uploadedBytes: up.bytes, replayed: false };
+    } catch (err) {
+      // Someone else committed meanwhile: apply our changes on top of theirs and try again.
+      if (!isRoamfsError(err, 'HEAD_CONFLICT') || attempt >= 9) throw err;
+    }
+  }
+}
