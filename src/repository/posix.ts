@@ -24,15 +24,32 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+export interface PosixBackendOptions {
+  /**
+   * false: skip the per-object fsync of the file and its directory. Only for a local cache that
+   * is made durable by one syncfs(2) barrier at a time of its owner's choosing (objects are still
+   * written to a temp name and renamed, so a crash never leaves a partial object under its id,
+   * but it may lose recent ones). Default true; refs and state are always durable.
+   */
+  durable?: boolean;
+}
+
 /**
  * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
  * rename(2), exclusive link(2) and fsync, as the format spec describes.
  */
 export class PosixBackend implements Backend {
   readonly location: string;
+  private readonly durable: boolean;
 
-  constructor(root: string) {
+  constructor(root: string, opts: PosixBackendOptions = {}) {
     this.location = path.resolve(root);
+    this.durable = opts.durable ?? true;
+  }
+
+  /** Where an object's stored bytes live (type byte first); for readers that pread in place. */
+  objectPath(id: ObjectId): string {
+    return this.objPath(id);
   }
 
   private objPath(id: ObjectId): string {
@@ -47,13 +64,13 @@ export class PosixBackend implements Backend {
   }
 
   /** Write a file durably under tmp/ and return its path. */
-  private async writeTemp(data: Uint8Array): Promise<string> {
+  private async writeTemp(data: Uint8Array, sync = true): Promise<string> {
     const tmp = path.join(this.tmpDir(), `${randomBytes(8).toString('hex')}.tmp`);
     let h: fsp.FileHandle | undefined;
     try {
       h = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, FILE_MODE);
       await h.writeFile(data);
-      await h.sync();
+      if (sync) await h.sync();
       await h.close();
       h = undefined;
       return tmp;
@@ -124,14 +141,14 @@ export class PosixBackend implements Backend {
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);
     }
-    const tmp = await this.writeTemp(data);
+    const tmp = await this.writeTemp(data, this.durable);
     const dir = path.dirname(final);
     try {
       await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
         if (errnoCode(e) !== 'EEXIST') throw e;
       });
       await fsp.rename(tmp, final);
-      await fsyncDir(dir);
+      if (this.durable) await fsyncDir(dir);
       return true;
     } catch (err) {
       await fsp.rm(tmp, { force: true }).catch(() => {});
