@@ -1,0 +1,297 @@
+import type { FileHandle } from 'node:fs/promises';
+import type { ObjectId } from '../core/hash.js';
+import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
+import type { Change } from '../repository/edit.js';
+import type { ChunkRef, RootRef, TreeEntry } from '../repository/objects.js';
+import type { Repository } from '../repository/repository.js';
+import type { LocalCache } from '../base/local-cache.js';
+import type { ChunkLoader } from '../base/chunk-loader.js';
+import type { Overlay } from '../overlay/overlay.js';
+import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
+import type { Release } from '../overlay/gate.js';
+import type { UpperFile } from '../overlay/upper.js';
+
+/**
+ * Snapshots: freeze the overlay at one instant into a complete profile tree in the local object
+ * store, record its differences as one durable change-log entry, and make it the new base of
+ * the overlay's change marks.
+ *
+ * The instant is a synchronous section: the overlay's epoch is closed and everything needed is
+ * copied (directory listings, attributes, chunk lists) without yielding, while the content of
+ * files with local (upper) data is frozen by queueing their gate exclusively — writes issued
+ * after the instant wait until that file has been read and chunked; writes already in flight
+ * finish first and are part of the snapshot. Other files and directories stay fully usable.
+ *
+ * Crash points, in order: objects written to the local store -> syncfs barrier -> log batch
+ * (synced). A crash before the batch leaves no trace but unreferenced cache objects; after it,
+ * the snapshot is durable and recovery mounts it.
+ */
+export interface SnapshotterDeps {
+  overlay: Overlay;
+  /** The local object store (cache + unshipped snapshot objects). */
+  cache: LocalCache;
+  loader: ChunkLoader;
+  log: ChangeLog;
+  /** ms since the epoch */
+  now: () => number;
+}
+
+type Attrs = Pick<TreeEntry, 'mode' | 'uid' | 'gid' | 'mtimeNs' | 'xattrs'>;
+
+/** A child as captured at the instant. */
+type Captured =
+  | { name: string; node: Node; kind: 'reuse'; entry: TreeEntry }
+  | { name: string; node: Node; kind: 'file'; attrs: Attrs; chunks: readonly ChunkRef[] }
+  | { name: string; node: FileNode; kind: 'upper'; attrs: Attrs; file: UpperFile; frozen: Promise<Release> }
+  | { name: string; node: Node; kind: 'symlink'; attrs: Attrs; target: string }
+  | { name: string; node: DirNode; kind: 'dir'; attrs: Attrs; tree: ObjectId | null };
+
+interface CapturedDir {
+  path: string;
+  node: DirNode;
+  attrs: Attrs;
+  children: Captured[];
+}
+
+export interface SnapshotResult {
+  seq: number;
+  changes: number;
+  bytesChunked: number;
+}
+
+function sameAttrs(a: TreeEntry, b: TreeEntry): boolean {
+  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs && sameXattrs(a.xattrs, b.xattrs);
+}
+function sameXattrs(a?: Record<string, Buffer>, b?: Record<string, Buffer>): boolean {
+  const ka = Object.keys(a ?? {});
+  const kb = Object.keys(b ?? {});
+  return ka.length === kb.length && ka.every((k) => b?.[k] !== undefined && Buffer.compare(a![k]!, b[k]!) === 0);
+}
+function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
+  if (a.type !== b.type || !sameAttrs(a, b)) return false;
+  if (a.type === 'file' && b.type === 'file') return a.size === b.size && a.chunks.length === b.chunks.length && a.chunks.every((c, i) => c.id === b.chunks[i]!.id);
+  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
+  if (a.type === 'dir' && b.type === 'dir') return a.tree === b.tree;
+  return false;
+}
+
+export class Snapshotter {
+  /** Changes marked with an epoch <= this are in the last durable snapshot (or the base). */
+  private doneEpoch = 0;
+  private running: Promise<SnapshotResult | null> | null = null;
+  /** The profile root of the last durable snapshot (or of the mounted commit). */
+  private prevRoot: RootRef;
+
+  constructor(
+    private readonly d: SnapshotterDeps,
+    baseRoot: RootRef,
+    /** The repository commit the mount was based on (recorded in each snapshot). */
+    private readonly baseCommit: ObjectId,
+    private nextSeq: number,
+  ) {
+    this.prevRoot = baseRoot;
+  }
+
+  /** True when the overlay has changes not yet in a snapshot. */
+  get dirty(): boolean {
+    const r = this.d.overlay.root;
+    return r.treeEpoch > this.doneEpoch || r.changedEpoch > this.doneEpoch;
+  }
+
+  get lastRoot(): RootRef {
+    return this.prevRoot;
+  }
+
+  /** Take one snapshot (serialized: a call while one runs waits for it and then runs). Null when nothing changed. */
+  async snapshotOnce(): Promise<SnapshotResult | null> {
+    while (this.running) await this.running.catch(() => {});
+    const p = this.take();
+    this.running = p;
+    try {
+      return await p;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  private async take(): Promise<SnapshotResult | null> {
+    if (!this.dirty) return null;
+    const { overlay } = this.d;
+    const since = this.doneEpoch;
+    // ---- the instant (synchronous) ----
+    const epoch = overlay.beginEpoch();
+    const time = this.d.now();
+    const dirs: CapturedDir[] = [];
+    for (const { path, dir } of overlay.changedDirs(since)) {
+      dirs.push({ path, node: dir, attrs: this.attrsOf(dir), children: [...dir.children!].map(([name, node]) => this.capture(name, node, since)) });
+    }
+    // ---- end of the instant ----
+    let bytesChunked = 0;
+    try {
+      // Build trees bottom-up (children before parents: reverse of the parent-first order).
+      const treeOf = new Map<DirNode, ObjectId>();
+      const entryOf = new Map<Node, TreeEntry>();
+      for (const cd of [...dirs].reverse()) {
+        const entries: TreeEntry[] = [];
+        for (const c of cd.children) {
+          const e = await this.entryFor(c, treeOf, (n) => (bytesChunked += n));
+          entries.push(e);
+          if (c.kind !== 'reuse') entryOf.set(c.node, e);
+        }
+        treeOf.set(cd.node, await this.d.cache.repo.putTree(entries));
+      }
+      const rootCap = dirs[0];
+      const root: RootRef = rootCap
+        ? { tree: treeOf.get(rootCap.node)!, mode: rootCap.attrs.mode, uid: rootCap.attrs.uid, gid: rootCap.attrs.gid, mtimeNs: rootCap.attrs.mtimeNs }
+        : { ...this.prevRoot, ...this.attrsOf(overlay.root) };
+      const changes = await this.diff(this.prevRoot, root, dirs, treeOf);
+      if (changes.length > 0) {
+        await this.d.cache.sync();
+        const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, changes };
+        await this.d.log.append(snap);
+        this.nextSeq++;
+      }
+      // The snapshot is durable: it becomes the base of the change marks.
+      for (const [node, e] of entryOf) node.base = e;
+      for (const cd of dirs) {
+        const a = cd.attrs;
+        cd.node.base = { name: cd.node.name, type: 'dir', tree: treeOf.get(cd.node)!, mode: a.mode, uid: a.uid, gid: a.gid, mtimeNs: a.mtimeNs, ...(a.xattrs ? { xattrs: a.xattrs } : {}) };
+      }
+      this.prevRoot = root;
+      this.doneEpoch = epoch;
+      return changes.length > 0 ? { seq: this.nextSeq - 1, changes: changes.length, bytesChunked } : null;
+    } finally {
+      // Every frozen file is thawed, also when the snapshot failed half-way (releases are idempotent).
+      for (const cd of dirs) for (const c of cd.children) if (c.kind === 'upper') void c.frozen.then((r) => r());
+    }
+  }
+
+  /** Copy what the snapshot needs of one child, synchronously. */
+  private capture(name: string, node: Node, since: number): Captured {
+    const changed = node.changedEpoch > since || !node.base;
+    if (node.kind === 'dir') {
+      const inTree = node.treeEpoch > since || !node.base;
+      if (!changed && !inTree) return { name, node, kind: 'reuse', entry: { ...node.base!, name } };
+      const base = node.base;
+      return { name, node, kind: 'dir', attrs: this.attrsOf(node), tree: inTree || !base || base.type !== 'dir' ? null : base.tree };
+    }
+    if (!changed) return { name, node, kind: 'reuse', entry: { ...node.base!, name } };
+    const attrs = this.attrsOf(node);
+    if (node.kind === 'symlink') return { name, node, kind: 'symlink', attrs, target: node.target };
+    const c = node.content;
+    if (c.kind === 'base') return { name, node, kind: 'file', attrs, chunks: c.map.chunks };
+    // Queued now, inside the instant: later writes wait behind it.
+    return { name, node, kind: 'upper', attrs, file: c.file, frozen: node.gate.acquireExclusive() };
+  }
+
+  private attrsOf(node: Node): Attrs {
+    const ids = this.d.overlay.ids;
+    const a: Attrs = { mode: node.perm, uid: ids.uidToStored(node.uid), gid: ids.gidToStored(node.gid), mtimeNs: node.mtimeNs };
+    if (node.xattrs.size > 0) a.xattrs = Object.fromEntries(node.xattrs);
+    return a;
+  }
+
+  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, onBytes: (n: number) => void): Promise<TreeEntry> {
+    switch (c.kind) {
+      case 'reuse':
+        return c.entry;
+      case 'symlink':
+        return { name: c.name, type: 'symlink', target: c.target, ...c.attrs };
+      case 'dir':
+        return { name: c.name, type: 'dir', tree: c.tree ?? treeOf.get(c.node)!, ...c.attrs };
+      case 'file':
+        return { name: c.name, type: 'file', size: c.chunks.reduce((s, x) => s + x.size, 0), chunks: [...c.chunks], ...c.attrs };
+      case 'upper': {
+        const r = await c.frozen;
+        try {
+          const chunks = await this.chunkFile(c.file, onBytes);
+          // Like ContentStore.closeIdle: nobody can be reading without an open handle.
+          if (c.node.openCount === 0) await c.file.close();
+          return { name: c.name, type: 'file', size: chunks.reduce((s, x) => s + x.size, 0), chunks, ...c.attrs };
+        } finally {
+          r();
+        }
+      }
+    }
+  }
+
+  /** Cut an upper file into chunks and store them in the local object store. */
+  private async chunkFile(file: UpperFile, onBytes: (n: number) => void): Promise<ChunkRef[]> {
+    const repo: Repository = this.d.cache.repo;
+    const max = repo.chunker.params.maxSize;
+    const size = file.size;
+    const h: FileHandle = await file.handle();
+    const chunks: ChunkRef[] = [];
+    const buf = Buffer.allocUnsafe(Math.min(size, 8 * max) || 1);
+    let have = 0;
+    let pos = 0; // file offset of buf[0]
+    while (pos < size) {
+      while (have < buf.length && pos + have < size) {
+        const { bytesRead } = await h.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
+        if (bytesRead === 0) break;
+        have += bytesRead;
+      }
+      if (pos + have < size && have < buf.length) {
+        // The file on disk ended before its recorded size: the rest reads as zeros (as read() does).
+        const end = Math.min(buf.length, size - pos);
+        buf.fill(0, have, end);
+        have = end;
+      }
+      const eof = pos + have >= size;
+      let off = 0;
+      while (have - off > 0 && (eof || have - off >= max)) {
+        const len = repo.chunker.cut(buf, off, have);
+        const { id } = await repo.putChunk(buf.subarray(off, off + len));
+        chunks.push({ id, size: len });
+        onBytes(len);
+        off += len;
+      }
+      buf.copy(buf, 0, off, have);
+      have -= off;
+      pos += off;
+    }
+    return chunks;
+  }
+
+  /**
+   * The changes from prev to next: walk the captured (changed) directories from the root,
+   * comparing each with the entry at the same path in the previous snapshot. A directory that
+   * is new at its path (created, or moved there) is one `put` with its whole subtree.
+   */
+  private async diff(prev: RootRef, next: RootRef, dirs: CapturedDir[], treeOf: Map<DirNode, ObjectId>): Promise<Change[]> {
+    const changes: Change[] = [];
+    const byNode = new Map(dirs.map((d) => [d.node, d] as const));
+    if (prev.mode !== next.mode || prev.uid !== next.uid || prev.gid !== next.gid || prev.mtimeNs !== next.mtimeNs) {
+      changes.push({ op: 'attrs', path: '', attrs: { mode: next.mode, uid: next.uid, gid: next.gid, mtimeNs: next.mtimeNs } });
+    }
+    const walk = async (cd: CapturedDir, prevTree: ObjectId | null, path: string): Promise<void> => {
+      const before = new Map((prevTree ? await this.d.loader.loadTree(prevTree) : []).map((e) => [e.name, e] as const));
+      const after = await this.d.cache.repo.getTree(treeOf.get(cd.node)!);
+      const join = (n: string) => (path ? `${path}/${n}` : n);
+      for (const e of after) {
+        const pe = before.get(e.name);
+        before.delete(e.name);
+        const child = cd.children.find((c) => c.name === e.name)!;
+        const sub = child.kind === 'dir' ? byNode.get(child.node) : undefined;
+        if (!pe || pe.type !== e.type) {
+          changes.push({ op: 'put', path: join(e.name), entry: e });
+        } else if (e.type === 'dir' && pe.type === 'dir') {
+          if (sub) {
+            if (!sameAttrs(e, pe)) changes.push({ op: 'attrs', path: join(e.name), attrs: { mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs } });
+            if (e.tree !== pe.tree) await walk(sub, pe.tree, join(e.name));
+          } else if (e.tree !== pe.tree) {
+            changes.push({ op: 'put', path: join(e.name), entry: e });
+          } else if (!sameAttrs(e, pe)) {
+            changes.push({ op: 'attrs', path: join(e.name), attrs: { mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs } });
+          }
+        } else if (!sameEntry(e, pe)) {
+          changes.push({ op: 'put', path: join(e.name), entry: e });
+        }
+      }
+      for (const name of before.keys()) changes.push({ op: 'delete', path: join(name) });
+    };
+    const rootCap = dirs[0];
+    if (rootCap && next.tree !== prev.tree) await walk(rootCap, prev.tree, '');
+    return changes;
+  }
+}
