@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { RoamfsError } from '../src/core/errors.js';
 import { registerRepoCommands } from './commands/repo.js';
+import { registerSessionCommands } from './commands/session.js';
 
 const program = new Command();
 program
@@ -11,6 +12,7 @@ program
   .exitOverride();
 
 registerRepoCommands(program);
+registerSessionCommands(program);
 
 /** One line on stderr for operating errors; a stack trace only for bugs. */
 function report(err: unknown): number {

@@ -11,7 +11,7 @@ import { IdMap } from '../overlay/ids.js';
 import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
 import { Overlay } from '../overlay/overlay.js';
 import { UpperStore } from '../overlay/upper.js';
-import type { Commit, Ref } from '../repository/objects.js';
+import type { Commit, Ref, RootRef } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
 import { rootEntry } from '../repository/walk.js';
 import { toFsError, type LogFn } from './errors.js';
@@ -25,6 +25,11 @@ export interface OverlayVfsOptions {
   user: string;
   /** Mount this commit instead of the head (tests, previews). */
   commit?: ObjectId;
+  /**
+   * Mount this root instead (crash recovery: the last durable snapshot in the local store,
+   * which was built on `commit`). Trees not in the local store are fetched from the remote.
+   */
+  snapshot?: { root: RootRef; commit: ObjectId };
   /** Local cache directory: CACHE/objects-repo (object cache) and CACHE/upper (written files). */
   cacheDir: string;
   clock: Clock;
@@ -98,6 +103,8 @@ export class OverlayVfs implements Vfs {
     readonly baseRef: Ref | null,
     readonly baseCommitId: ObjectId | null,
     readonly baseCommit: Commit | null,
+    /** The root that was mounted: the commit's, or the recovered snapshot's. */
+    readonly baseRoot: RootRef | null,
   ) {}
 
   /** Mount: read the head ref, the commit and the root tree; nothing else. */
@@ -105,20 +112,19 @@ export class OverlayVfs implements Vfs {
     const cache = await LocalCache.open(opts.cacheDir);
     const upper = await UpperStore.open(opts.cacheDir);
     const loader = new ChunkLoader(opts.remote, cache, { backgroundConcurrency: opts.backgroundFetches ?? 4 });
-    const ref = opts.commit ? null : await opts.remote.head(opts.user);
-    const commitId = opts.commit ?? ref?.commit ?? null;
+    const ref = opts.commit || opts.snapshot ? null : await opts.remote.head(opts.user);
+    const commitId = opts.snapshot?.commit ?? opts.commit ?? ref?.commit ?? null;
     const commit = commitId ? await loader.loadCommit(commitId) : null;
-    const ids = commit
-      ? new IdMap(commit.root.uid, commit.root.gid, opts.uid, opts.gid)
-      : new IdMap(opts.uid, opts.gid, opts.uid, opts.gid);
-    const overlay = new Overlay(loader, opts.clock, ids, commit ? rootEntry(commit.root) : null, {
+    const root = opts.snapshot?.root ?? commit?.root ?? null;
+    const ids = root ? new IdMap(root.uid, root.gid, opts.uid, opts.gid) : new IdMap(opts.uid, opts.gid, opts.uid, opts.gid);
+    const overlay = new Overlay(loader, opts.clock, ids, root ? rootEntry(root) : null, {
       perm: 0o700,
       mtimeNs: BigInt(opts.clock.now()) * 1_000_000n,
     });
     await overlay.children(overlay.root);
     const reader = new BaseReader(loader, { readahead: opts.readahead ?? true });
     const content = new ContentStore(overlay, reader, upper);
-    return new OverlayVfs(overlay, loader, content, reader, path.resolve(opts.cacheDir), opts.log ?? (() => {}), ref, commitId, commit);
+    return new OverlayVfs(overlay, loader, content, reader, path.resolve(opts.cacheDir), opts.log ?? (() => {}), ref, commitId, commit, root);
   }
 
   stats(): VfsStats {

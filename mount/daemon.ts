@@ -1,0 +1,176 @@
+import * as fsp from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import * as path from 'node:path';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import pino from 'pino';
+import { RoamfsError, errnoCode } from '../src/core/errors.js';
+import { systemClock } from '../src/core/clock.js';
+import { errorFields, type Logger } from '../src/core/log.js';
+import { PosixBackend } from '../src/repository/posix.js';
+import { Repository } from '../src/repository/repository.js';
+import { Profile, type ProfileConfig } from '../src/profile.js';
+import { mountFuse, OpCounters, type FuseMount } from './fuse/mount.js';
+import { serveControl, type MountRecord } from './control.js';
+import { mountAt } from './mountinfo.js';
+
+const require = createRequire(import.meta.url);
+const fsExt = require('fs-ext') as { flock(fd: number, flags: string, cb: (err: NodeJS.ErrnoException | null) => void): void };
+
+export interface DaemonArgs {
+  repo: string;
+  user: string;
+  mountpoint: string;
+  cache: string;
+  uid: number;
+  gid: number;
+  /** Log to stderr (foreground) instead of CACHE/roamfs.log. */
+  logToStderr: boolean;
+  debug: boolean;
+  profile: Partial<ProfileConfig>;
+}
+
+/** Checks made before anything is mounted: each failure is one clear line. */
+async function checkMountpoint(mp: string): Promise<void> {
+  let st;
+  try {
+    st = await fsp.stat(mp);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new RoamfsError('NOT_FOUND', `mountpoint ${mp} does not exist`);
+    if (errnoCode(err) === 'ENOTCONN') throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is a dead FUSE mount; clean it up with: fusermount -u -z ${mp}`);
+    throw err;
+  }
+  if (!st.isDirectory()) throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is not a directory`);
+  const m = await mountAt(mp);
+  if (m) throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is busy: ${m.source} (${m.fstype}) is mounted there`);
+  if ((await fsp.readdir(mp)).length > 0) throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is not empty; roamfs mounts on an empty directory`);
+}
+
+/** One daemon per cache directory: an exclusive flock, released by the kernel if we die. */
+async function lockCache(cache: string): Promise<fsp.FileHandle> {
+  await fsp.mkdir(cache, { recursive: true, mode: 0o700 });
+  const h = await fsp.open(path.join(cache, 'lock'), C.O_RDWR | C.O_CREAT, 0o600);
+  try {
+    await new Promise<void>((resolve, reject) => fsExt.flock(h.fd, 'exnb', (err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    await h.close();
+    const code = errnoCode(err);
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+      const pid = (await fsp.readFile(path.join(cache, 'lock'), 'utf8').catch(() => '')).trim();
+      throw new RoamfsError('INVALID_ARGUMENT', `cache ${cache} is in use by another roamfs daemon${pid ? ` (pid ${pid})` : ''}`);
+    }
+    throw err;
+  }
+  await h.truncate(0);
+  await h.write(`${process.pid}\n`, 0);
+  return h;
+}
+
+function makeLogger(a: DaemonArgs): pino.Logger {
+  const dest = a.logToStderr ? pino.destination({ fd: 2, sync: true }) : pino.destination({ dest: path.join(a.cache, 'roamfs.log'), sync: true, mkdir: true });
+  return pino({ level: a.debug ? 'debug' : 'info', base: { user: a.user, mountpoint: a.mountpoint, pid: process.pid } }, dest);
+}
+
+export interface Daemon {
+  /** Resolves with the process exit code once the daemon has shut down. */
+  done: Promise<number>;
+}
+
+/**
+ * Serve one profile: checks, lock, recovery, FUSE mount, control socket; then wait for a
+ * logout (control socket), SIGTERM/SIGINT, or an external umount, and shut down in order:
+ * flush while still mounted, unmount, flush what arrived meanwhile, close. `ready` is called
+ * once with null when the home is usable, or with the error that stopped it.
+ */
+export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => void): Promise<Daemon> {
+  let lock: fsp.FileHandle | undefined;
+  let profile: Profile | undefined;
+  let fuse: FuseMount | undefined;
+  let log: Logger;
+  try {
+    await checkMountpoint(a.mountpoint);
+    lock = await lockCache(a.cache);
+    const plog = makeLogger(a);
+    log = plog as unknown as Logger;
+    const remote = await Repository.open(new PosixBackend(a.repo));
+    const session = randomBytes(8).toString('hex');
+    profile = await Profile.open({ remote, user: a.user, cacheDir: a.cache, clock: systemClock, log, host: hostname(), session, uid: a.uid, gid: a.gid, config: a.profile });
+    const p = profile;
+    const fuseLog = log.child({ component: 'fuse' });
+    fuse = await mountFuse(a.mountpoint, profile.vfs, {
+      onActivity: () => p.noteActivity(),
+      log: (line: string, err?: unknown) => fuseLog.error(err ? errorFields(err) : {}, line),
+      counters: new OpCounters(),
+    });
+    log.info({ base: profile.vfs.baseCommitId, recovered: profile.recoveredSnapshots }, 'mounted');
+  } catch (err) {
+    await fuse?.unmount().catch(() => {});
+    await profile?.close().catch(() => {});
+    await lock?.close().catch(() => {});
+    ready(err as Error);
+    return { done: Promise.resolve(1) };
+  }
+
+  const p = profile;
+  const f = fuse;
+  const rec: MountRecord = { mountpoint: f.mountpoint, user: a.user, repo: path.resolve(a.repo), cache: path.resolve(a.cache), pid: process.pid, started: Date.now() };
+  let shutdown: Promise<number> | null = null;
+  let emit: ((e: unknown) => void) | null = null;
+  let unmountPoll: NodeJS.Timeout | null = null;
+  let finished!: (code: number) => void;
+  // Done once shut down and the answer to a logout request has been written.
+  const done = new Promise<number>((resolve) => (finished = resolve)).then(async (code) => {
+    await control.close().catch(() => {});
+    return code;
+  });
+
+  const stop = (why: string, alreadyUnmounted: boolean): Promise<number> => {
+    shutdown ??= (async () => {
+      log.info({ why }, 'shutting down');
+      if (unmountPoll) clearInterval(unmountPoll);
+      const progress = (bytes: number) => emit?.({ phase: 'upload', bytes });
+      let result = { ok: true, pending: 0 } as { ok: boolean; pending: number; error?: string };
+      if (!alreadyUnmounted) {
+        // Flush while the home is still usable (the logout is the slow part), then unmount.
+        emit?.({ phase: 'flush', pending: p.status().pendingSnapshots, dirty: p.status().dirty });
+        result = await p.flush(progress);
+        emit?.({ phase: 'unmount' });
+        await f.unmount().catch((err) => log.error(errorFields(err), 'unmount failed'));
+      }
+      // Whatever landed before the unmount completed goes into a last snapshot.
+      result = await p.close(progress);
+      await lock!.close().catch(() => {});
+      log.info({ ...result }, result.ok ? 'logged out: everything is in the repository' : 'logged out with changes kept in the local log');
+      const code = result.ok ? 0 : 3;
+      finished(code);
+      return code;
+    })();
+    return shutdown;
+  };
+
+  const control = await serveControl(rec, {
+    status: async () => ({ ...rec, ...p.status(), fuse: f.counters?.snapshot() }),
+    snapshot: async () => ({ seq: await p.snapshotNow() }),
+    logout: async (_args, e) => {
+      emit = e;
+      const code = await stop('logout', false);
+      const st = p.status();
+      if (code !== 0) {
+        throw new RoamfsError('REPOSITORY_UNAVAILABLE', `the repository could not be reached: ${st.pendingSnapshots} snapshot(s) stay in the local log at ${a.cache} and will be committed at the next login on this machine (${st.lastError?.message ?? ''})`);
+      }
+      return { committed: st.lastCommit };
+    },
+  });
+
+  process.once('SIGTERM', () => void stop('SIGTERM', false));
+  process.once('SIGINT', () => void stop('SIGINT', false));
+  // An external `umount`/`fusermount -u` ends the FUSE session without telling us: watch for it.
+  unmountPoll = setInterval(() => {
+    void mountAt(f.mountpoint).then((m) => {
+      if (!m && !shutdown) void stop('unmounted externally', true);
+    });
+  }, 1000);
+  ready(null);
+  return { done };
+}

@@ -1,0 +1,332 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { RoamfsError } from './core/errors.js';
+import type { Clock, Timer } from './core/clock.js';
+import type { ObjectId } from './core/hash.js';
+import { errorFields, type Logger } from './core/log.js';
+import type { Repository } from './repository/repository.js';
+import { openDb, type Db } from './store/db.js';
+import { ChangeLog } from './changelog/changelog.js';
+import { Snapshotter } from './snapshot/snapshot.js';
+import { commitOnce, type CommitResult } from './commit/committer.js';
+import { DEFAULT_COMMIT_POLICY, decideCommit, type CommitPolicyConfig } from './commit/policy.js';
+import { OverlayVfs } from './vfs/overlay-vfs.js';
+
+export interface ProfileConfig {
+  /** Take a snapshot this often when something changed; null: only on demand and at close. */
+  snapshotIntervalMs: number | null;
+  commit: CommitPolicyConfig;
+  /** How long close()/flush() keep retrying an unreachable repository before giving up. */
+  flushTimeoutMs: number;
+}
+
+export const DEFAULT_PROFILE_CONFIG: ProfileConfig = { snapshotIntervalMs: 60_000, commit: DEFAULT_COMMIT_POLICY, flushTimeoutMs: 30_000 };
+
+export interface ProfileOptions {
+  remote: Repository;
+  user: string;
+  cacheDir: string;
+  clock: Clock;
+  log: Logger;
+  host: string;
+  session: string;
+  /** The local owner the profile's files are shown as. */
+  uid: number;
+  gid: number;
+  config?: Partial<ProfileConfig>;
+}
+
+export type ProfileState = 'mounted' | 'closing' | 'closed';
+
+export interface ProfileStatus {
+  user: string;
+  state: ProfileState;
+  /** Commit the mount started from. */
+  base: ObjectId | null;
+  snapshots: number;
+  pendingSnapshots: number;
+  /** Age of the oldest snapshot not yet in the repository (the live RPO), ms; null when none. */
+  oldestPendingAgeMs: number | null;
+  /** Changes since the last snapshot exist. */
+  dirty: boolean;
+  commits: number;
+  lastCommit: { id: ObjectId; time: number } | null;
+  bytesUploaded: number;
+  repositoryReachable: boolean;
+  lastError: { message: string; time: number } | null;
+  remoteBytesRead: number;
+  cacheHits: number;
+  cacheMisses: number;
+  openHandles: number;
+  recoveredSnapshots: number;
+}
+
+export interface FlushResult {
+  ok: boolean;
+  /** Snapshots still only in the local log. */
+  pending: number;
+  error?: string;
+}
+
+/**
+ * One mounted profile's lifecycle (the composition of the core):
+ *   open    = recover (mount the last durable snapshot if the log holds unshipped ones) and
+ *             start the loops: snapshot every interval, commit when idle or before max-lag;
+ *   close   = stop the loops, take a final snapshot, commit everything (bounded retries),
+ *             close the Vfs and the log. Unshipped snapshots stay durable in the log.
+ * Loops only schedule the public single steps (snapshotNow, commitNow), which tests call
+ * directly with a manual clock.
+ */
+export class Profile {
+  state: ProfileState = 'mounted';
+  private snapshotTimer: Timer | null = null;
+  private commitTimer: Timer | null = null;
+  private lastActivityMs: number;
+  private failures = 0;
+  private lastFailureMs: number | null = null;
+  private committing: Promise<CommitResult | null> | null = null;
+  private readonly stats = { snapshots: 0, commits: 0, bytesUploaded: 0, lastCommit: null as { id: ObjectId; time: number } | null, lastError: null as { message: string; time: number } | null };
+  private oldestPendingMs: number | null = null;
+  private pendingCount = 0;
+
+  private constructor(
+    private readonly o: ProfileOptions,
+    private readonly config: ProfileConfig,
+    readonly vfs: OverlayVfs,
+    private readonly db: Db,
+    readonly log: ChangeLog,
+    private readonly snapshotter: Snapshotter,
+    private readonly logId: string,
+    readonly recoveredSnapshots: number,
+  ) {
+    this.lastActivityMs = o.clock.now();
+  }
+
+  static async open(o: ProfileOptions): Promise<Profile> {
+    const config = { ...DEFAULT_PROFILE_CONFIG, ...o.config, commit: { ...DEFAULT_COMMIT_POLICY, ...o.config?.commit } };
+    const log = o.log.child({ component: 'profile' });
+    await fsp.mkdir(o.cacheDir, { recursive: true, mode: 0o700 }).catch((e) => {
+      throw new RoamfsError('IO', `cannot create cache directory ${o.cacheDir}: ${(e as Error).message}`, { cause: e });
+    });
+    const db = await openDb(path.join(o.cacheDir, 'log'));
+    try {
+      const changelog = new ChangeLog(db);
+      const owner = await changelog.getMeta<{ user: string; repo: string }>('owner');
+      if (owner && (owner.user !== o.user || owner.repo !== o.remote.config.id)) {
+        throw new RoamfsError('INVALID_ARGUMENT', `cache ${o.cacheDir} belongs to user ${owner.user} of repository ${owner.repo}; use another --cache`);
+      }
+      if (!owner) await changelog.setMeta('owner', { user: o.user, repo: o.remote.config.id });
+      let logId = await changelog.getMeta<string>('logId');
+      if (!logId) {
+        logId = randomBytes(8).toString('hex');
+        await changelog.setMeta('logId', logId);
+      }
+      const pending = await changelog.pending();
+      const shipped = await changelog.shipped();
+      const last = pending[pending.length - 1];
+      if (!last) await o.remote.requireHead(o.user); // unknown user: refuse before anything is mounted
+      const vfs = await OverlayVfs.open({
+        remote: o.remote,
+        user: o.user,
+        cacheDir: o.cacheDir,
+        clock: o.clock,
+        uid: o.uid,
+        gid: o.gid,
+        log: (line) => o.log.child({ component: 'vfs' }).error({}, line),
+        ...(last ? { snapshot: { root: last.root, commit: last.base } } : {}),
+      });
+      if (last) log.warn({ snapshots: pending.length, oldest: pending[0]!.time }, 'recovered unshipped snapshots from the local log; they will be committed');
+      const nextSeq = Math.max(last?.seq ?? 0, shipped?.seq ?? 0) + 1;
+      const snap = new Snapshotter(
+        { overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log: changelog, now: () => o.clock.now() },
+        vfs.baseRoot!,
+        vfs.baseCommitId!,
+        nextSeq,
+      );
+      const p = new Profile(o, config, vfs, db, changelog, snap, logId, pending.length);
+      await p.refreshPending();
+      p.scheduleSnapshot();
+      p.scheduleCommit();
+      return p;
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Called on every file system operation (cheap: one assignment). */
+  noteActivity(): void {
+    this.lastActivityMs = this.o.clock.now();
+  }
+
+  /** Take a snapshot now (if anything changed). One step of the snapshot loop. */
+  async snapshotNow(): Promise<number | null> {
+    try {
+      const r = await this.snapshotter.snapshotOnce();
+      if (r) {
+        this.stats.snapshots++;
+        this.o.log.child({ component: 'snapshot' }).info({ seq: r.seq, changes: r.changes, bytes: r.bytesChunked }, 'snapshot durable');
+      }
+      await this.refreshPending();
+      this.scheduleCommit();
+      return r?.seq ?? null;
+    } catch (err) {
+      this.stats.lastError = { message: `snapshot failed: ${(err as Error).message}`, time: this.o.clock.now() };
+      this.o.log.child({ component: 'snapshot' }).error(errorFields(err), 'snapshot failed; changes stay in the overlay and are retried at the next snapshot');
+      throw err;
+    }
+  }
+
+  /** Commit everything pending now. One step of the commit loop; serialized. */
+  async commitNow(onProgress?: (uploadedBytes: number) => void): Promise<CommitResult | null> {
+    while (this.committing) await this.committing.catch(() => {});
+    const run = commitOnce({
+      local: this.vfs.loader.cache.repo,
+      remote: this.o.remote,
+      log: this.log,
+      user: this.o.user,
+      logId: this.logId,
+      host: this.o.host,
+      session: this.o.session,
+      clock: this.o.clock,
+      onProgress,
+    });
+    this.committing = run;
+    try {
+      const r = await run;
+      this.failures = 0;
+      this.lastFailureMs = null;
+      if (r) {
+        this.stats.commits++;
+        this.stats.bytesUploaded += r.uploadedBytes;
+        this.stats.lastCommit = { id: r.commit, time: this.o.clock.now() };
+        this.o.log.child({ component: 'commit' }).info({ commit: r.commit, seq: r.seq, uploaded: r.uploadedBytes, replayed: r.replayed }, 'committed');
+      }
+      return r;
+    } catch (err) {
+      this.failures++;
+      this.lastFailureMs = this.o.clock.now();
+      this.stats.lastError = { message: `commit failed: ${(err as Error).message}`, time: this.o.clock.now() };
+      this.o.log.child({ component: 'commit' }).warn({ ...errorFields(err), failures: this.failures }, 'commit failed; will retry');
+      throw err;
+    } finally {
+      this.committing = null;
+      await this.refreshPending();
+    }
+  }
+
+  status(): ProfileStatus {
+    const v = this.vfs.stats();
+    const now = this.o.clock.now();
+    return {
+      user: this.o.user,
+      state: this.state,
+      base: this.vfs.baseCommitId,
+      snapshots: this.stats.snapshots,
+      pendingSnapshots: this.pendingCount,
+      oldestPendingAgeMs: this.oldestPendingMs === null ? null : now - this.oldestPendingMs,
+      dirty: this.snapshotter.dirty,
+      commits: this.stats.commits,
+      lastCommit: this.stats.lastCommit,
+      bytesUploaded: this.stats.bytesUploaded,
+      repositoryReachable: this.failures === 0,
+      lastError: this.stats.lastError,
+      remoteBytesRead: v.remoteBytes,
+      cacheHits: v.cacheHits,
+      cacheMisses: v.cacheMisses,
+      openHandles: v.openHandles,
+      recoveredSnapshots: this.recoveredSnapshots,
+    };
+  }
+
+  /**
+   * Final snapshot and commit of everything, retrying an unreachable repository with backoff
+   * for up to flushTimeoutMs. Does not close anything.
+   */
+  async flush(onProgress?: (uploadedBytes: number) => void): Promise<FlushResult> {
+    await this.snapshotNow().catch(() => {});
+    const deadline = this.o.clock.now() + this.config.flushTimeoutMs;
+    let delay = 250;
+    let lastErr: unknown;
+    for (;;) {
+      try {
+        await this.commitNow(onProgress);
+        if (this.pendingCount === 0) return { ok: true, pending: 0 };
+      } catch (err) {
+        lastErr = err;
+      }
+      if (this.o.clock.now() + delay > deadline) break;
+      await this.o.clock.sleep(delay);
+      delay = Math.min(delay * 2, 5_000);
+    }
+    return { ok: false, pending: this.pendingCount, error: (lastErr as Error)?.message ?? 'commit did not finish' };
+  }
+
+  /**
+   * Stop the loops and flush (see flush). The caller has stopped the file system first (or
+   * accepts that operations arriving during close land after the final snapshot). Idempotent.
+   */
+  async close(onProgress?: (uploadedBytes: number) => void): Promise<FlushResult> {
+    if (this.state !== 'mounted') return { ok: this.pendingCount === 0, pending: this.pendingCount };
+    this.state = 'closing';
+    this.snapshotTimer?.cancel();
+    this.commitTimer?.cancel();
+    let result: FlushResult;
+    try {
+      result = await this.flush(onProgress);
+    } finally {
+      await this.vfs.close().catch(() => {});
+      await this.db.close().catch(() => {});
+      this.state = 'closed';
+    }
+    this.o.log.child({ component: 'profile' }).info({ ...result }, result.ok ? 'closed: everything is in the repository' : 'closed with unshipped snapshots in the local log');
+    return result;
+  }
+
+  private async refreshPending(): Promise<void> {
+    if (this.state === 'closed') return;
+    const p = await this.log.pending();
+    this.pendingCount = p.length;
+    this.oldestPendingMs = p[0]?.time ?? null;
+  }
+
+  private scheduleSnapshot(): void {
+    const every = this.config.snapshotIntervalMs;
+    if (every === null || this.state !== 'mounted') return;
+    this.snapshotTimer = this.o.clock.setTimer(every, () => {
+      void this.snapshotNow()
+        .catch(() => {})
+        .finally(() => this.scheduleSnapshot());
+    });
+  }
+
+  /** (Re)arm the commit timer from the policy's decision. */
+  private scheduleCommit(): void {
+    if (this.state !== 'mounted') return;
+    this.commitTimer?.cancel();
+    this.commitTimer = null;
+    const d = decideCommit(this.config.commit, {
+      now: this.o.clock.now(),
+      lastActivityMs: this.lastActivityMs,
+      oldestPendingMs: this.oldestPendingMs,
+      consecutiveFailures: this.failures,
+      lastFailureMs: this.lastFailureMs,
+    });
+    if (d.wakeAt === null) return;
+    this.commitTimer = this.o.clock.setTimer(Math.max(0, d.wakeAt - this.o.clock.now()), () => {
+      this.commitTimer = null;
+      const again = decideCommit(this.config.commit, {
+        now: this.o.clock.now(),
+        lastActivityMs: this.lastActivityMs,
+        oldestPendingMs: this.oldestPendingMs,
+        consecutiveFailures: this.failures,
+        lastFailureMs: this.lastFailureMs,
+      });
+      if (!again.commitNow) return this.scheduleCommit();
+      void this.commitNow()
+        .catch(() => {})
+        .finally(() => this.scheduleCommit());
+    });
+  }
+}
