@@ -35,6 +35,12 @@ export interface Backend {
    * Never leaves a partial object under the final name.
    */
   putObject(id: ObjectId, data: Uint8Array): Promise<boolean>;
+  /**
+   * Make every object put so far durable (for backends that batch durability; a no-op for
+   * those that make each object durable in putObject). The Repository calls it before it
+   * creates a ref, so a ref never names an object that a crash could lose.
+   */
+  barrier(): Promise<void>;
   /** Size and mtime, or null when absent. */
   statObject(id: ObjectId): Promise<ObjectInfo | null>;
   /** Every object, in no particular order. A concurrent put may or may not be listed. */

@@ -55,6 +55,8 @@ export class MemoryBackend implements Backend {
     return true;
   }
 
+  async barrier(): Promise<void> {}
+
   async statObject(id: ObjectId): Promise<ObjectInfo | null> {
     const o = this.objects.get(id);
     return o ? { id, size: o.data.length, mtimeMs: o.mtimeMs } : null;

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { RoamfsError, errnoCode, ioError } from '../core/errors.js';
 import { isObjectId, type ObjectId } from '../core/hash.js';
+import { syncfs } from '../core/native.js';
 import type { Backend, ObjectInfo } from './backend.js';
 
 export const CONFIG_FILE = 'roamfs-repository.json';
@@ -32,7 +33,20 @@ export interface PosixBackendOptions {
    * but it may lose recent ones). Default true; refs and state are always durable.
    */
   durable?: boolean;
+  /**
+   * How a durable backend makes objects durable:
+   * - 'object': fsync each object file and its directory (needed where syncfs is not a barrier
+   *   for the storage behind it: NFS, FUSE file systems such as GlusterFS);
+   * - 'barrier': write objects without fsync and issue one syncfs(2) in `barrier()`, which the
+   *   Repository calls before every ref it creates (local file systems: one flush per commit
+   *   instead of one per object);
+   * - 'auto' (default): 'barrier' on ext4, xfs, btrfs, f2fs and tmpfs, 'object' elsewhere.
+   */
+  syncMode?: 'object' | 'barrier' | 'auto';
 }
+
+/** statfs(2) f_type of file systems whose syncfs(2) flushes everything to stable storage. */
+const BARRIER_FS_TYPES = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */, 0xf2f52010 /* f2fs */, 0x01021994 /* tmpfs */]);
 
 /**
  * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
@@ -41,10 +55,14 @@ export interface PosixBackendOptions {
 export class PosixBackend implements Backend {
   readonly location: string;
   private readonly durable: boolean;
+  private syncMode: 'object' | 'barrier' | 'auto';
+  /** Objects written since the last barrier (barrier mode only). */
+  private unsynced = false;
 
   constructor(root: string, opts: PosixBackendOptions = {}) {
     this.location = path.resolve(root);
     this.durable = opts.durable ?? true;
+    this.syncMode = opts.syncMode ?? 'auto';
   }
 
   /** Where an object's stored bytes live (type byte first); for readers that pread in place. */
@@ -112,6 +130,8 @@ export class PosixBackend implements Backend {
     try {
       await fsp.chmod(this.location, DIR_MODE);
       for (const d of ['objects', 'users', 'tmp']) await fsp.mkdir(path.join(this.location, d), { mode: DIR_MODE });
+      // All 256 fan-out directories up front: one mkdir less per object write.
+      for (let i = 0; i < 256; i++) await fsp.mkdir(path.join(this.location, 'objects', i.toString(16).padStart(2, '0')), { mode: DIR_MODE });
       const tmp = await this.writeTemp(config);
       // link, not rename: two concurrent inits cannot both succeed.
       await fsp.link(tmp, path.join(this.location, CONFIG_FILE));
@@ -141,18 +161,49 @@ export class PosixBackend implements Backend {
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);
     }
-    const tmp = await this.writeTemp(data, this.durable);
+    const perObject = this.durable && (await this.mode()) === 'object';
+    const tmp = await this.writeTemp(data, perObject);
     const dir = path.dirname(final);
     try {
-      await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
-        if (errnoCode(e) !== 'EEXIST') throw e;
-      });
-      await fsp.rename(tmp, final);
-      if (this.durable) await fsyncDir(dir);
+      try {
+        await fsp.rename(tmp, final);
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        // The fan-out directory does not exist yet (repositories create them lazily).
+        await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
+          if (errnoCode(e) !== 'EEXIST') throw e;
+        });
+        await fsp.rename(tmp, final);
+      }
+      if (perObject) await fsyncDir(dir);
+      else this.unsynced = true;
       return true;
     } catch (err) {
       await fsp.rm(tmp, { force: true }).catch(() => {});
       throw ioError(`store object ${id}`, err);
+    }
+  }
+
+  /** Resolve 'auto' once, from the file system type of the repository. */
+  private async mode(): Promise<'object' | 'barrier'> {
+    if (this.syncMode === 'auto') {
+      const st = await fsp.statfs(this.location).catch(() => null);
+      this.syncMode = st && BARRIER_FS_TYPES.has(st.type) ? 'barrier' : 'object';
+    }
+    return this.syncMode;
+  }
+
+  async barrier(): Promise<void> {
+    if (!this.unsynced) return;
+    this.unsynced = false;
+    const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
+    try {
+      syncfs(h.fd);
+    } catch (err) {
+      this.unsynced = true;
+      throw ioError(`sync ${this.location}`, err);
+    } finally {
+      await h.close();
     }
   }
 
