@@ -16,6 +16,8 @@ export interface Snapshot {
   base: ObjectId;
   /** The complete profile at this snapshot, in the local object store. */
   root: RootRef;
+  /** The root the changes were computed against (the previous snapshot, or the mounted commit's). */
+  prev: RootRef;
   changes: Change[];
 }
 
@@ -77,7 +79,7 @@ export class ChangeLog {
     ops.push({
       type: 'put',
       key: snapKey(s.seq),
-      value: packState({ seq: s.seq, time: s.time, base: s.base, root: encodeRoot(s.root), n: s.changes.length }),
+      value: packState({ seq: s.seq, time: s.time, base: s.base, root: encodeRoot(s.root), prev: encodeRoot(s.prev), n: s.changes.length }),
     });
     await this.db.batch(ops, { sync: true });
   }
@@ -87,7 +89,7 @@ export class ChangeLog {
     const out: Array<Omit<Snapshot, 'changes'> & { count: number }> = [];
     for await (const v of this.db.values({ gte: 'snap!', lt: 'snap!~' })) {
       const o = this.decode(v);
-      out.push({ seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), count: o.n });
+      out.push({ seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), prev: decodeRoot(o.prev), count: o.n });
     }
     return out;
   }
@@ -106,7 +108,7 @@ export class ChangeLog {
       }
     }
     if (changes.length !== o.n) throw new RoamfsError('CORRUPT_LOG', `change log snapshot ${seq} has ${changes.length} of ${o.n} entries`);
-    return { seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), changes };
+    return { seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), prev: decodeRoot(o.prev), changes };
   }
 
   /** Record that snapshots up to `shipped.seq` are in commit `shipped.commit`, and drop them. */
@@ -134,7 +136,8 @@ export class ChangeLog {
 
   private decode(v: Uint8Array) {
     try {
-      return unpackState(v) as { seq: number; time: number; base: string; root: { d: string; m: number; u: number; g: number; mt: unknown }; n: number };
+      type R = { d: string; m: number; u: number; g: number; mt: unknown };
+      return unpackState(v) as { seq: number; time: number; base: string; root: R; prev: R; n: number };
     } catch (err) {
       throw new RoamfsError('CORRUPT_LOG', `change log has an unreadable snapshot header: ${(err as Error).message}`);
     }

@@ -3,10 +3,11 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectId } from '../core/hash.js';
 import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
 import { applyChanges, type Change, type DirAttrs } from '../repository/edit.js';
-import type { Commit, Ref } from '../repository/objects.js';
+import type { Commit, Ref, TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
 import { lookupPath } from '../repository/walk.js';
 import { uploadChanges } from './upload.js';
+import { Lookup, collapseChanges, mergeChanges, same, type MergeResult } from './merge.js';
 
 export interface CommitterDeps {
   local: Repository;
@@ -29,6 +30,10 @@ export interface CommitResult {
   uploadedBytes: number;
   /** True when the commit had been made before (a crash after the head moved) and was only recorded. */
   replayed: boolean;
+  /** Paths both desktops changed: ours took the path, theirs was kept as `copy`. */
+  conflicts?: MergeResult['conflicts'];
+  /** Paths we deleted that another desktop had edited: the edit was kept. */
+  keptEdits?: string[];
 }
 
 /** How many recent refs to search for a commit of ours that the log does not know is shipped. */
@@ -41,6 +46,26 @@ async function findOurCommit(d: CommitterDeps, minSeq: number): Promise<{ seq: n
     if (c.origin?.log === d.logId && c.origin.snapshot >= minSeq) return { seq: c.origin.snapshot, commit: r.commit };
   }
   return null;
+}
+
+/**
+ * Who made the head's version of a path: walking the user's refs from the head back, the oldest
+ * commit of the unbroken run that has exactly this entry (at most REPLAY_SCAN commits back;
+ * beyond that, the oldest one seen). Used only to name conflict copies.
+ */
+function authorFinder(d: CommitterDeps, headId: ObjectId, headCommit: Commit) {
+  const look = new Lookup((id) => d.remote.getTree(id));
+  let refs: Ref[] | null = null;
+  return async (path: string, entry: TreeEntry): Promise<{ host: string; time: number }> => {
+    refs ??= (await d.remote.refs(d.user)).slice(0, REPLAY_SCAN);
+    let author = { host: headCommit.host, time: headCommit.time };
+    for (const r of refs) {
+      const c = r.commit === headId ? headCommit : await d.remote.getCommit(r.commit);
+      if (!same(await look.at(c.root, path), entry)) break;
+      author = { host: c.host, time: c.time };
+    }
+    return author;
+  };
 }
 
 /**
@@ -88,12 +113,28 @@ export async function commitOnce(d: CommitterDeps): Promise<CommitResult | null>
   }
   const makeDir = (p: string): DirAttrs => dirAttrs.get(p) ?? { mode: last.root.mode, uid: last.root.uid, gid: last.root.gid, mtimeNs: last.root.mtimeNs };
 
+  // The profile as this session saw it before these changes: the merge base.
+  const view = snaps[0]!.prev;
+  let conflicts: MergeResult['conflicts'] = [];
+  let keptEdits: string[] = [];
   for (let attempt = 0; ; attempt++) {
     const head = await d.remote.head(d.user);
     const headCommit = head ? await d.remote.getCommit(head.commit) : null;
     const bytesBefore = d.remote.stats.bytesWritten;
     if (!head || !headCommit) throw new RoamfsError('UNKNOWN_USER', `no profile for user ${d.user} in ${d.remote.backend.location}`);
-    const root = await applyChanges(d.remote, headCommit.root, changes, makeDir);
+    // If the head is not what this session's view was built on, another desktop committed:
+    // merge per path (conflict copies, edits beat deletes) instead of overwriting its work.
+    let toApply = changes;
+    if (headCommit.root.tree !== view.tree) {
+      const m = await mergeChanges(
+        { ours: d.local, theirs: d.remote, base: view, head: headCommit.root, author: authorFinder(d, head.commit, headCommit) },
+        collapseChanges(changes),
+      );
+      toApply = m.changes;
+      conflicts = m.conflicts;
+      keptEdits = m.keptEdits;
+    }
+    const root = await applyChanges(d.remote, headCommit.root, toApply, makeDir);
     const commit: Commit = {
       parents: [head.commit],
       root,
@@ -108,7 +149,7 @@ export async function commitOnce(d: CommitterDeps): Promise<CommitResult | null>
     try {
       const ref = await d.remote.moveHead(d.user, head, id, { time: commit.time, host: d.host, session: d.session });
       await d.log.markShipped({ seq: last.seq, commit: id });
-      return { seq: last.seq, commit: id, ref, uploadedBytes: up.bytes, replayed: false };
+      return { seq: last.seq, commit: id, ref, uploadedBytes: up.bytes, replayed: false, conflicts, keptEdits };
     } catch (err) {
       // Someone else committed meanwhile: apply our changes on top of theirs and try again.
       if (!isRoamfsError(err, 'HEAD_CONFLICT') || attempt >= 9) throw err;

@@ -147,7 +147,7 @@ export class Snapshotter {
       const changes = await this.diff(this.prevRoot, root, dirs, treeOf);
       if (changes.length > 0) {
         await this.d.cache.sync();
-        const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, changes };
+        const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, prev: this.prevRoot, changes };
         await this.d.log.append(snap);
         this.nextSeq++;
       }

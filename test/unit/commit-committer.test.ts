@@ -47,7 +47,7 @@ async function setup(t: import('ava').ExecutionContext) {
     // The local store has the base tree too (it was loaded at mount).
     await local.putTree(await remote.getTree(base.tree));
     const root = await applyChanges(local, prevRoot, changes, () => attrs);
-    await log.append({ seq, time: clock.now(), base: baseCommit, root, changes });
+    await log.append({ seq, time: clock.now(), base: baseCommit, root, prev: prevRoot, changes });
     return root;
   }
   return { clock, remote, local, log, deps, base, baseCommit, snapshot };
