@@ -7,7 +7,8 @@ import type { Commit, Ref, TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
 import { lookupPath } from '../repository/walk.js';
 import { uploadChanges } from './upload.js';
-import { Lookup, collapseChanges, mergeChanges, same, type MergeResult } from './merge.js';
+import { Lookup, collapseChanges, mergeChanges, type MergeResult } from './merge.js';
+import { sameEntry } from '../repository/entry.js';
 
 export interface CommitterDeps {
   local: Repository;
@@ -61,7 +62,7 @@ function authorFinder(d: CommitterDeps, headId: ObjectId, headCommit: Commit) {
     let author = { host: headCommit.host, time: headCommit.time };
     for (const r of refs) {
       const c = r.commit === headId ? headCommit : await d.remote.getCommit(r.commit);
-      if (!same(await look.at(c.root, path), entry)) break;
+      if (!sameEntry(await look.at(c.root, path), entry)) break;
       author = { host: c.host, time: c.time };
     }
     return author;

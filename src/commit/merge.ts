@@ -2,6 +2,7 @@ import type { ObjectId } from '../core/hash.js';
 import type { Change } from '../repository/edit.js';
 import type { RootRef, TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
+import { sameContent, sameEntry } from '../repository/entry.js';
 
 /**
  * Three-way, per-path merge of one session's changes onto a head that another session moved.
@@ -56,23 +57,6 @@ export function conflictName(name: string, host: string, timeMs: number): string
   return s + tag + ext;
 }
 
-export function same(a: TreeEntry | null, b: TreeEntry | null): boolean {
-  if (!a || !b) return a === b;
-  if (a.type !== b.type || a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs !== b.mtimeNs) return false;
-  if (a.type === 'file' && b.type === 'file') return a.size === b.size && a.chunks.length === b.chunks.length && a.chunks.every((c, i) => c.id === b.chunks[i]!.id);
-  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
-  if (a.type === 'dir' && b.type === 'dir') return a.tree === b.tree;
-  return false;
-}
-
-/** Same content, ignoring metadata (two sessions that wrote the same bytes do not conflict). */
-function sameContent(a: TreeEntry, b: TreeEntry): boolean {
-  if (a.type === 'file' && b.type === 'file') return a.size === b.size && a.chunks.every((c, i) => c.id === b.chunks[i]?.id);
-  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
-  if (a.type === 'dir' && b.type === 'dir') return a.tree === b.tree;
-  return false;
-}
-
 export class Lookup {
   private readonly trees = new Map<ObjectId, Map<string, TreeEntry>>();
   constructor(private readonly getTree: (id: ObjectId) => Promise<TreeEntry[]>) {}
@@ -107,7 +91,7 @@ export async function mergeChanges(ctx: MergeContext, ours: readonly Change[]): 
       continue;
     }
     const [baseE, headE] = await Promise.all([baseLook.at(ctx.base, c.path), headLook.at(ctx.head, c.path)]);
-    if (same(baseE, headE)) {
+    if (sameEntry(baseE, headE)) {
       out.push(c); // they did not touch it
       continue;
     }

@@ -2,6 +2,7 @@ import { RoamfsError } from '../core/errors.js';
 import type { ObjectId } from '../core/hash.js';
 import type { DirEntry, RootRef, TreeEntry } from './objects.js';
 import type { Repository } from './repository.js';
+import { sameAttrs, sameEntry } from './entry.js';
 
 export interface WalkItem {
   /** Profile-relative path, "" for the root. */
@@ -35,15 +36,6 @@ export async function lookupPath(repo: Repository, root: RootRef, parts: readonl
   return cur;
 }
 
-function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
-  if (a.type !== b.type || a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.mtimeNs !== b.mtimeNs) return false;
-  if (a.type === 'file' && b.type === 'file') {
-    return a.size === b.size && a.chunks.length === b.chunks.length && a.chunks.every((c, i) => c.id === b.chunks[i]!.id);
-  }
-  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
-  if (a.type === 'dir' && b.type === 'dir') return a.tree === b.tree;
-  return false;
-}
 
 export type Change =
   | { kind: 'added'; path: string; entry: TreeEntry }
@@ -71,7 +63,7 @@ export async function* diffTrees(repo: Repository, a: ObjectId | null, b: Object
     }
     mb.delete(x.name);
     if (x.type === 'dir' && y.type === 'dir') {
-      if (!sameEntry({ ...x, tree: '' }, { ...y, tree: '' })) yield { kind: 'modified', path, before: x, entry: y };
+      if (!sameAttrs(x, y)) yield { kind: 'modified', path, before: x, entry: y };
       yield* diffTrees(repo, x.tree, y.tree, path);
     } else if (x.type !== y.type) {
       yield { kind: 'deleted', path, entry: x };

@@ -4,6 +4,7 @@ import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
 import type { Change } from '../repository/edit.js';
 import type { ChunkRef, RootRef, TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
+import { sameAttrs, sameEntry } from '../repository/entry.js';
 import type { LocalCache } from '../base/local-cache.js';
 import type { ChunkLoader } from '../base/chunk-loader.js';
 import type { Overlay } from '../overlay/overlay.js';
@@ -57,22 +58,6 @@ export interface SnapshotResult {
   seq: number;
   changes: number;
   bytesChunked: number;
-}
-
-function sameAttrs(a: TreeEntry, b: TreeEntry): boolean {
-  return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.mtimeNs === b.mtimeNs && sameXattrs(a.xattrs, b.xattrs);
-}
-function sameXattrs(a?: Record<string, Buffer>, b?: Record<string, Buffer>): boolean {
-  const ka = Object.keys(a ?? {});
-  const kb = Object.keys(b ?? {});
-  return ka.length === kb.length && ka.every((k) => b?.[k] !== undefined && Buffer.compare(a![k]!, b[k]!) === 0);
-}
-function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
-  if (a.type !== b.type || !sameAttrs(a, b)) return false;
-  if (a.type === 'file' && b.type === 'file') return a.size === b.size && a.chunks.length === b.chunks.length && a.chunks.every((c, i) => c.id === b.chunks[i]!.id);
-  if (a.type === 'symlink' && b.type === 'symlink') return a.target === b.target;
-  if (a.type === 'dir' && b.type === 'dir') return a.tree === b.tree;
-  return false;
 }
 
 export class Snapshotter {
