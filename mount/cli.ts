@@ -8,7 +8,6 @@ program
   .name('roamfs')
   .description('roaming Linux home directories for virtual desktops, streamed over FUSE')
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
 registerRepoCommands(program);

@@ -157,6 +157,9 @@ export class PosixBackend implements Backend {
     const now = new Date();
     try {
       await fsp.utimes(final, now, now); // exists: touch it so a running gc keeps it
+      // Another process (maybe one that was killed) may have written it without a sync yet: the
+      // ref we are about to create must not reach it before a barrier.
+      if (this.durable && (await this.mode()) === 'barrier') this.unsynced = true;
       return false;
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { RoamfsError, isRoamfsError } from '../core/errors.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { sha256, type ObjectId } from '../core/hash.js';
 import { assertUserName } from '../core/names.js';
 import type { Backend } from './backend.js';
@@ -29,6 +30,14 @@ export interface RepoStats {
 const TYPE_NAMES: Record<ObjectType, string> = { [TYPE_CHUNK]: 'chunk', [TYPE_TREE]: 'tree', [TYPE_COMMIT]: 'commit' };
 
 /**
+ * How long a put (write or touch) by this process vouches for an object before the next put of
+ * the same id touches it again. Must stay well below gc's grace period (default 1 h): an object
+ * that became unreachable can be deleted by gc once its mtime is older than the grace period, and
+ * only a fresh touch (or ENOENT and a rewrite) protects a writer that references it again.
+ */
+export const KNOWN_TTL_MS = 10 * 60_000;
+
+/**
  * A roamfs repository over any Backend: typed, verified objects and the per-user refs with
  * compare-and-swap (docs/repository-format.md). Stateless apart from counters and a cache of
  * object ids already made durable by this process.
@@ -36,17 +45,18 @@ const TYPE_NAMES: Record<ObjectType, string> = { [TYPE_CHUNK]: 'chunk', [TYPE_TR
 export class Repository {
   readonly stats: RepoStats = { objectsRead: 0, bytesRead: 0, objectsWritten: 0, bytesWritten: 0 };
   readonly chunker: Chunker;
-  /** Objects this process has stored or touched: no need to touch them again. */
-  private readonly known = new Set<ObjectId>();
+  /** Objects this process has stored or touched, and when (clock ms): no need to touch them again for KNOWN_TTL_MS. */
+  private readonly known = new Map<ObjectId, number>();
 
   private constructor(
     readonly backend: Backend,
     readonly config: RepoConfig,
+    private readonly clock: Clock = systemClock,
   ) {
     this.chunker = new Chunker(config.chunker);
   }
 
-  static async init(backend: Backend, chunker: ChunkerParams = DEFAULT_CHUNKER): Promise<Repository> {
+  static async init(backend: Backend, chunker: ChunkerParams = DEFAULT_CHUNKER, opts: { clock?: Clock } = {}): Promise<Repository> {
     const config: RepoConfig = {
       format: FORMAT_NAME,
       version: FORMAT_VERSION,
@@ -56,10 +66,10 @@ export class Repository {
     const existing = await backend.readConfig().catch((e) => (isRoamfsError(e, 'NO_REPOSITORY') ? null : Promise.reject(e)));
     if (existing) throw new RoamfsError('NOT_EMPTY', `${backend.location} is already a roamfs repository`);
     await backend.initialize(Buffer.from(JSON.stringify(config, null, 2) + '\n'));
-    return new Repository(backend, config);
+    return new Repository(backend, config, opts.clock);
   }
 
-  static async open(backend: Backend): Promise<Repository> {
+  static async open(backend: Backend, opts: { clock?: Clock } = {}): Promise<Repository> {
     const raw = await backend.readConfig();
     if (!raw) {
       throw new RoamfsError('NOT_A_REPOSITORY', `${backend.location} is not a roamfs repository`, {
@@ -78,7 +88,7 @@ export class Repository {
     }
     const bad = cfg.chunker?.algorithm !== 'fastcdc' ? 'unknown chunker' : validateChunkerParams(cfg.chunker);
     if (bad) throw new RoamfsError('NOT_A_REPOSITORY', `${backend.location}: bad repository config: ${bad}`);
-    return new Repository(backend, cfg);
+    return new Repository(backend, cfg, opts.clock);
   }
 
   // ---- objects ---------------------------------------------------------------------------
@@ -87,13 +97,15 @@ export class Repository {
   async putObject(type: ObjectType, payload: Uint8Array): Promise<{ id: ObjectId; written: boolean }> {
     const head = Buffer.of(type);
     const id = sha256(head, payload);
-    if (this.known.has(id)) return { id, written: false };
+    const now = this.clock.now();
+    const seen = this.known.get(id);
+    if (seen !== undefined && now - seen < KNOWN_TTL_MS) return { id, written: false };
     const written = await this.backend.putObject(id, Buffer.concat([head, payload]));
     if (written) {
       this.stats.objectsWritten++;
       this.stats.bytesWritten += payload.length + 1;
     }
-    this.known.add(id);
+    this.known.set(id, now);
     return { id, written };
   }
 
@@ -184,6 +196,7 @@ export class Repository {
     assertUserName(user);
     const seq = (expected?.seq ?? 0) + 1;
     const ref: Ref = { seq, commit, prev: expected?.commit ?? null, ...meta };
+    await this.backend.barrier(); // everything the commit references is durable before the ref
     await this.backend.createRef(user, seq, encodeRef(ref));
     // Stale check (format spec, "Moving the head", step 3).
     const later = (await this.backend.listRefs(user)).filter((s) => s > seq);

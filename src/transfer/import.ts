@@ -53,6 +53,8 @@ interface ScanNode {
   target?: string;
   chunks?: ChunkRef[];
   size?: number;
+  /** Removed after the scan saw it (a lock or cache file): left out of the snapshot. */
+  vanished?: boolean;
 }
 
 const BLOCK = 8 * 1024 * 1024;
@@ -66,6 +68,10 @@ async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
     try {
       raw = (await fsp.readdir(node.abs, { encoding: 'buffer' })) as Buffer[];
     } catch (err) {
+      if (errnoCode(err) === 'ENOENT' && node.rel !== '') {
+        node.vanished = true; // removed since its parent was listed: not part of this snapshot
+        return;
+      }
       throw ioError(`read directory ${node.abs}`, err);
     }
     const kids: ScanNode[] = [];
@@ -106,7 +112,8 @@ async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
         try {
           k.target = await fsp.readlink(k.abs);
         } catch (err) {
-          throw ioError(`readlink ${k.abs}`, err);
+          if (errnoCode(err) === 'ENOENT') k.vanished = true;
+          else throw ioError(`readlink ${k.abs}`, err);
         }
       }
     });
@@ -130,6 +137,10 @@ async function storeFile(repo: Repository, node: ScanNode, onBytes: (n: number) 
   try {
     h = await fsp.open(node.abs, 'r');
   } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      node.vanished = true; // removed since the scan: not part of this snapshot
+      return;
+    }
     throw ioError(`open ${node.abs}`, err);
   }
   const chunks: ChunkRef[] = [];
@@ -183,6 +194,7 @@ async function storeTrees(repo: Repository, root: ScanNode): Promise<RootRef> {
   async function tree(node: ScanNode): Promise<ObjectId> {
     const entries: TreeEntry[] = [];
     for (const k of node.children ?? []) {
+      if (k.vanished) continue;
       const a = { name: k.name, ...attrs(k.st) };
       if (k.kind === 'dir') entries.push({ ...a, type: 'dir', tree: await tree(k) });
       else if (k.kind === 'file') entries.push({ ...a, type: 'file', size: k.size!, chunks: k.chunks! });
