@@ -8,7 +8,9 @@ program
   .name('roamfs')
   .description('roaming Linux home directories for virtual desktops, streamed over FUSE')
   .version('0.1.0')
-  .exitOverride();
+  .exitOverride()
+  // Usage errors as one line, like every other error: "roamfs: missing required argument 'dir'".
+  .configureOutput({ outputError: (str, write) => write(`roamfs: ${str.replace(/^error: /, '')}`) });
 
 registerRepoCommands(program);
 registerSessionCommands(program);
