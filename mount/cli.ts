@@ -9,6 +9,7 @@ program
   .description('roaming Linux home directories for virtual desktops, streamed over FUSE')
   .version('0.1.0')
   .exitOverride()
+  .showSuggestionAfterError(false)
   // Usage errors as one line, like every other error: "roamfs: missing required argument 'dir'".
   .configureOutput({ outputError: (str, write) => write(`roamfs: ${str.replace(/^error: /, '')}`) });
 
