@@ -4,7 +4,7 @@
  * the mountpoint so `ps` shows which daemon serves which home. When ROAMFS_READY_FD is set,
  * one JSON line on that fd says `{"ready":true}` or `{"error":"...","code":"..."}`.
  */
-import { createWriteStream } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RoamfsError } from '../src/core/errors.js';
 import { startDaemon, type DaemonArgs } from './daemon.js';
@@ -21,6 +21,7 @@ const { values: v, positionals } = parseArgs({
     'idle-ms': { type: 'string' },
     'max-lag-ms': { type: 'string' },
     'flush-timeout-ms': { type: 'string' },
+    'prefetch-delay-ms': { type: 'string' },
     stderr: { type: 'boolean', default: false },
     debug: { type: 'boolean', default: false },
   },
@@ -28,6 +29,7 @@ const { values: v, positionals } = parseArgs({
 
 const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
 const interval = v['snapshot-interval-ms'];
+const prefetchDelay = v['prefetch-delay-ms'];
 const args: DaemonArgs = {
   repo: v.repo!,
   user: v.user!,
@@ -46,14 +48,28 @@ const args: DaemonArgs = {
       retryMaxMs: 60_000,
     },
     ...(v['flush-timeout-ms'] ? { flushTimeoutMs: Number(v['flush-timeout-ms']) } : {}),
+    ...(prefetchDelay === undefined ? {} : { prefetchDelayMs: prefetchDelay === 'off' ? null : Number(prefetchDelay) }),
   },
 };
 
 const readyFd = process.env.ROAMFS_READY_FD ? Number(process.env.ROAMFS_READY_FD) : null;
+/**
+ * One line to `roamfs mount`, written synchronously: on a failed start the process exits right
+ * after this, and an asynchronous stream write would be lost (the CLI then only knows that the
+ * daemon exited, not why). The fd is closed afterwards so the CLI sees end-of-file.
+ */
 function tell(msg: object): void {
   if (readyFd === null) return;
-  const s = createWriteStream('', { fd: readyFd });
-  s.end(JSON.stringify(msg) + '\n');
+  try {
+    writeSync(readyFd, JSON.stringify(msg) + '\n');
+  } catch {
+    // the CLI is gone (EPIPE): nobody to tell
+  }
+  try {
+    closeSync(readyFd);
+  } catch {
+    // already closed
+  }
 }
 
 const daemon = await startDaemon(args, (err) => {

@@ -69,7 +69,20 @@ async function lockCache(cache: string): Promise<fsp.FileHandle> {
 
 function makeLogger(a: DaemonArgs): pino.Logger {
   const dest = a.logToStderr ? pino.destination({ fd: 2, sync: true }) : pino.destination({ dest: path.join(a.cache, 'roamfs.log'), sync: true, mkdir: true });
-  return pino({ level: a.debug ? 'debug' : 'info', base: { user: a.user, mountpoint: a.mountpoint, pid: process.pid } }, dest);
+  // The log lives on the cache disk. When that is full, pino's synchronous destination throws
+  // ENOSPC out of every log call - a snapshot that had become durable was then reported failed
+  // and its commit never scheduled. Logging must never fail an operation: the destination keeps
+  // what it could not write and writes it once there is space again.
+  const safe = {
+    write(line: string) {
+      try {
+        dest.write(line);
+      } catch {
+        // kept in the destination's buffer; written by a later call
+      }
+    },
+  };
+  return pino({ level: a.debug ? 'debug' : 'info', base: { user: a.user, mountpoint: a.mountpoint, pid: process.pid } }, safe);
 }
 
 export interface Daemon {
@@ -99,7 +112,7 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     const p = profile;
     const fuseLog = log.child({ component: 'fuse' });
     fuse = await mountFuse(a.mountpoint, profile.vfs, {
-      onActivity: () => p.noteActivity(),
+      onActivity: (_op, phase) => p.noteActivity(phase),
       log: (line: string, err?: unknown) => fuseLog.error(err ? errorFields(err) : {}, line),
       counters: new OpCounters(),
     });
@@ -108,7 +121,9 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     await fuse?.unmount().catch(() => {});
     await profile?.close().catch(() => {});
     await lock?.close().catch(() => {});
-    ready(err as Error);
+    // The CLI prints only the message it gets back: keep the operator's hint (what to do) in it.
+    const e = err as Error;
+    ready(e instanceof RoamfsError && e.hint ? new RoamfsError(e.code, `${e.message} (${e.hint})`, { cause: e }) : e);
     return { done: Promise.resolve(1) };
   }
 
@@ -138,8 +153,9 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
         emit?.({ phase: 'unmount' });
         await f.unmount().catch((err) => log.error(errorFields(err), 'unmount failed'));
       }
-      // Whatever landed before the unmount completed goes into a last snapshot.
-      result = await p.close(progress);
+      // Whatever landed before the unmount completed goes into a last snapshot. If the flush
+      // already gave up on the repository, one more attempt only (not another flush timeout).
+      result = await p.close(progress, result.ok ? undefined : 0);
       await lock!.close().catch(() => {});
       log.info({ ...result }, result.ok ? 'logged out: everything is in the repository' : 'logged out with changes kept in the local log');
       const code = result.ok ? 0 : 3;

@@ -6,12 +6,15 @@ import type { Clock, Timer } from './core/clock.js';
 import type { ObjectId } from './core/hash.js';
 import { errorFields, type Logger } from './core/log.js';
 import type { Repository } from './repository/repository.js';
-import { openDb, type Db } from './store/db.js';
-import { ChangeLog } from './changelog/changelog.js';
+import { openDb, recoveryWarnings, type Db } from './store/db.js';
+import { ChangeLog, type Shipped } from './changelog/changelog.js';
 import { Snapshotter } from './snapshot/snapshot.js';
 import { commitOnce, type CommitResult } from './commit/committer.js';
 import { DEFAULT_COMMIT_POLICY, decideCommit, type CommitPolicyConfig } from './commit/policy.js';
 import { OverlayVfs } from './vfs/overlay-vfs.js';
+import { BackgroundLoading } from './prefetch/background.js';
+import type { PrefetchProgress } from './prefetch/prefetcher.js';
+import { WORKING_SET_WINDOW_MS } from './prefetch/working-set.js';
 
 export interface ProfileConfig {
   /** Take a snapshot this often when something changed; null: only on demand and at close. */
@@ -19,9 +22,19 @@ export interface ProfileConfig {
   commit: CommitPolicyConfig;
   /** How long close()/flush() keep retrying an unreachable repository before giving up. */
   flushTimeoutMs: number;
+  /** Fetch the rest of the profile in the background this long after mount; null: never (src/prefetch/). */
+  prefetchDelayMs: number | null;
+  /** Learn the working set from the files opened during this long after mount; null: do not learn. */
+  workingSetWindowMs: number | null;
 }
 
-export const DEFAULT_PROFILE_CONFIG: ProfileConfig = { snapshotIntervalMs: 60_000, commit: DEFAULT_COMMIT_POLICY, flushTimeoutMs: 30_000 };
+export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
+  snapshotIntervalMs: 60_000,
+  commit: DEFAULT_COMMIT_POLICY,
+  flushTimeoutMs: 30_000,
+  prefetchDelayMs: 30_000,
+  workingSetWindowMs: WORKING_SET_WINDOW_MS,
+};
 
 export interface ProfileOptions {
   remote: Repository;
@@ -60,6 +73,8 @@ export interface ProfileStatus {
   cacheMisses: number;
   openHandles: number;
   recoveredSnapshots: number;
+  /** Background loading of the rest of the profile (phase 'off' when disabled). */
+  prefetch: PrefetchProgress;
 }
 
 export interface FlushResult {
@@ -89,6 +104,9 @@ export class Profile {
   private readonly stats = { snapshots: 0, commits: 0, bytesUploaded: 0, lastCommit: null as { id: ObjectId; time: number } | null, lastError: null as { message: string; time: number } | null };
   private oldestPendingMs: number | null = null;
   private pendingCount = 0;
+  /** File system operations started and not ended (noteActivity('start'/'end')). */
+  private activeOps = 0;
+  private background: BackgroundLoading | null = null;
 
   private constructor(
     private readonly o: ProfileOptions,
@@ -122,10 +140,29 @@ export class Profile {
         logId = randomBytes(8).toString('hex');
         await changelog.setMeta('logId', logId);
       }
-      const pending = await changelog.pending();
-      const shipped = await changelog.shipped();
-      const last = pending[pending.length - 1];
+      const dropped = await recoveryWarnings(path.join(o.cacheDir, 'log'));
+      let pending = await changelog.pending();
+      let shipped = await changelog.shipped();
+      let last: (typeof pending)[number] | undefined = pending[pending.length - 1];
+      if (last) {
+        // Recovery relies on an intact chain of unshipped snapshots (each holds only the changes
+        // since the previous one). Two kinds of damage are recoverable from the repository: the
+        // log lost its end after a commit of ours holding a newer snapshot (the head has it all),
+        // or it has a gap but everything in it is committed. Any other damage: CORRUPT_LOG.
+        const ours = await ourHead(o.remote, o.user, logId);
+        const damage = await changelog.verify().then(() => null, (err: unknown) => err);
+        if (ours && (ours.seq > last.seq || (damage && ours.seq >= last.seq))) {
+          log.warn({ lastInLog: last.seq, committed: ours.seq, commit: ours.commit, damage: (damage as Error | null)?.message }, 'the change log is damaged or lost snapshots, but all of it is committed: mounting the head commit');
+          await changelog.markShipped(ours);
+          [pending, shipped, last] = [[], ours, undefined];
+        } else if (damage) {
+          throw damage;
+        }
+      }
       if (!last) await o.remote.requireHead(o.user); // unknown user: refuse before anything is mounted
+      // Upper files of earlier sessions are garbage (recovery uses the snapshots in the log and
+      // the local store, never upper files); without this they fill the cache disk over time.
+      await fsp.rm(path.join(o.cacheDir, 'upper'), { recursive: true, force: true });
       const vfs = await OverlayVfs.open({
         remote: o.remote,
         user: o.user,
@@ -145,9 +182,30 @@ export class Profile {
         nextSeq,
       );
       const p = new Profile(o, config, vfs, db, changelog, snap, logId, pending.length);
+      if (dropped.length > 0) {
+        const message = `the change log was damaged: LevelDB dropped records while opening it (${dropped[0]}); snapshots in them are lost, commits are not`;
+        log.warn({ leveldb: dropped }, message);
+        p.stats.lastError = { message, time: o.clock.now() };
+      }
       await p.refreshPending();
       p.scheduleSnapshot();
       p.scheduleCommit();
+      p.background = BackgroundLoading.start({
+        vfs,
+        backend: o.remote.backend,
+        user: o.user,
+        host: o.host,
+        session: o.session,
+        clock: o.clock,
+        log: o.log,
+        activity: { lastActivityMs: () => p.lastActivityMs, activeOps: () => p.activeOps },
+        prefetchDelayMs: config.prefetchDelayMs,
+        workingSetWindowMs: config.workingSetWindowMs,
+        diskFree: async () => {
+          const s = await fsp.statfs(o.cacheDir);
+          return s.bavail * s.bsize;
+        },
+      });
       return p;
     } catch (err) {
       await db.close().catch(() => {});
@@ -155,9 +213,15 @@ export class Profile {
     }
   }
 
-  /** Called on every file system operation (cheap: one assignment). */
-  noteActivity(): void {
+  /**
+   * Called on every file system operation (cheap: one assignment); with the phase when the
+   * caller reports both ends, so that background prefetching waits while an operation is in
+   * flight.
+   */
+  noteActivity(phase?: 'start' | 'end'): void {
     this.lastActivityMs = this.o.clock.now();
+    if (phase === 'start') this.activeOps++;
+    else if (phase === 'end' && this.activeOps > 0) this.activeOps--;
   }
 
   /** Take a snapshot now (if anything changed). One step of the snapshot loop. */
@@ -237,6 +301,7 @@ export class Profile {
       cacheMisses: v.cacheMisses,
       openHandles: v.openHandles,
       recoveredSnapshots: this.recoveredSnapshots,
+      prefetch: this.background?.progress() ?? { phase: 'off', filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 },
     };
   }
 
@@ -244,9 +309,10 @@ export class Profile {
    * Final snapshot and commit of everything, retrying an unreachable repository with backoff
    * for up to flushTimeoutMs. Does not close anything.
    */
-  async flush(onProgress?: (uploadedBytes: number) => void): Promise<FlushResult> {
+  async flush(onProgress?: (uploadedBytes: number) => void, timeoutMs = this.config.flushTimeoutMs): Promise<FlushResult> {
+    await this.background?.stopPrefetch(); // logout: background fetches must not compete with the upload
     await this.snapshotNow().catch(() => {});
-    const deadline = this.o.clock.now() + this.config.flushTimeoutMs;
+    const deadline = this.o.clock.now() + timeoutMs;
     let delay = 250;
     let lastErr: unknown;
     for (;;) {
@@ -264,17 +330,19 @@ export class Profile {
   }
 
   /**
-   * Stop the loops and flush (see flush). The caller has stopped the file system first (or
-   * accepts that operations arriving during close land after the final snapshot). Idempotent.
+   * Stop the loops and flush (see flush; `flushTimeoutMs` overrides the configured retry time,
+   * 0 = one attempt). The caller has stopped the file system first (or accepts that operations
+   * arriving during close land after the final snapshot). Idempotent.
    */
-  async close(onProgress?: (uploadedBytes: number) => void): Promise<FlushResult> {
+  async close(onProgress?: (uploadedBytes: number) => void, flushTimeoutMs?: number): Promise<FlushResult> {
     if (this.state !== 'mounted') return { ok: this.pendingCount === 0, pending: this.pendingCount };
     this.state = 'closing';
     this.snapshotTimer?.cancel();
     this.commitTimer?.cancel();
     let result: FlushResult;
     try {
-      result = await this.flush(onProgress);
+      await this.background?.close(); // stop prefetching, save the working set; never throws
+      result = await this.flush(onProgress, flushTimeoutMs);
     } finally {
       await this.vfs.close().catch(() => {});
       await this.db.close().catch(() => {});
@@ -328,5 +396,20 @@ export class Profile {
         .catch(() => {})
         .finally(() => this.scheduleCommit());
     });
+  }
+}
+
+/**
+ * The user's head as a shipped position, when it is a commit made from change log `logId`;
+ * null otherwise, and when the repository cannot be read (the mount itself reports that).
+ */
+async function ourHead(remote: Repository, user: string, logId: string): Promise<Shipped | null> {
+  try {
+    const head = await remote.head(user);
+    if (!head) return null;
+    const c = await remote.getCommit(head.commit);
+    return c.origin?.log === logId ? { seq: c.origin.snapshot, commit: head.commit } : null;
+  } catch {
+    return null;
   }
 }

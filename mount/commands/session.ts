@@ -22,6 +22,7 @@ interface MountOpts {
   snapshotInterval: string;
   idle: string;
   maxLag: string;
+  prefetchDelay: string;
   debug?: boolean;
 }
 
@@ -45,6 +46,7 @@ export function registerSessionCommands(program: Command): void {
     .option('--snapshot-interval <duration>', 'snapshot every DURATION when something changed (500ms, 30s, 5m, off)', '60s')
     .option('--idle <duration>', 'commit after this long without file system activity', '10s')
     .option('--max-lag <duration>', 'commit before the oldest unshipped snapshot is this old', '5m')
+    .option('--prefetch-delay <duration>', 'after DURATION, fetch the rest of the profile in the background (off: only on demand)', '30s')
     .option('--debug', 'debug logging')
     .action(async (repo: string, user: string, mountpoint: string, o: MountOpts) => {
       assertUserName(user);
@@ -53,6 +55,7 @@ export function registerSessionCommands(program: Command): void {
       const snap = parseDuration(o.snapshotInterval, '--snapshot-interval', true);
       const idle = parseDuration(o.idle, '--idle')!;
       const maxLag = parseDuration(o.maxLag, '--max-lag')!;
+      const prefetchDelay = parseDuration(o.prefetchDelay, '--prefetch-delay', true);
       let uid = int(o.uid, '--uid');
       let gid = int(o.gid, '--gid');
       if (uid === undefined || gid === undefined) {
@@ -62,7 +65,7 @@ export function registerSessionCommands(program: Command): void {
       }
       if (o.foreground) {
         const d = await startDaemon(
-          { repo, user, mountpoint: mp, cache, uid, gid, logToStderr: true, debug: !!o.debug, profile: { snapshotIntervalMs: snap, commit: { idleMs: idle, maxLagMs: maxLag, retryBaseMs: 1000, retryMaxMs: 60_000 } } },
+          { repo, user, mountpoint: mp, cache, uid, gid, logToStderr: true, debug: !!o.debug, profile: { snapshotIntervalMs: snap, prefetchDelayMs: prefetchDelay, commit: { idleMs: idle, maxLagMs: maxLag, retryBaseMs: 1000, retryMaxMs: 60_000 } } },
           (err) => {
             if (err) throw err;
             console.error(`roamfs: ${user}'s profile is mounted at ${mp} (stop with: roamfs logout ${mp})`);
@@ -76,6 +79,7 @@ export function registerSessionCommands(program: Command): void {
       const errFd = openSync(errPath, 'a', 0o600);
       const args = [DAEMON_MAIN, '--user', user, '--repo', path.resolve(repo), '--cache', cache, '--uid', String(uid), '--gid', String(gid)];
       args.push('--snapshot-interval-ms', snap === null ? 'off' : String(snap), '--idle-ms', String(idle), '--max-lag-ms', String(maxLag));
+      args.push('--prefetch-delay-ms', prefetchDelay === null ? 'off' : String(prefetchDelay));
       if (o.debug) args.push('--debug');
       args.push(mp);
       const child = spawn(process.execPath, args, {
@@ -153,11 +157,13 @@ export function registerSessionCommands(program: Command): void {
       for (const s of out) {
         const age = s.oldestPendingAgeMs as number | null;
         const err = s.lastError as { message: string } | null;
+        const pf = s.prefetch as { phase: string; filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number } | undefined;
         console.log(
           `${s.mountpoint}  user ${s.user}  ${s.state}${s.repositoryReachable ? '' : ' (repository unreachable)'}\n` +
             `  snapshots ${s.snapshots}, pending ${s.pendingSnapshots}${age === null ? '' : ` (oldest ${formatDuration(age)} ago: the current RPO)`}${s.dirty ? ', changes since the last snapshot' : ''}\n` +
             `  commits ${s.commits}, uploaded ${formatBytes(s.bytesUploaded as number)}, read ${formatBytes(s.remoteBytesRead as number)}, cache hits ${s.cacheHits} misses ${s.cacheMisses}\n` +
-            `  last commit ${(s.lastCommit as { id: string } | null)?.id.slice(0, 12) ?? '-'}${err ? `\n  last error: ${err.message}` : ''}`,
+            `  last commit ${(s.lastCommit as { id: string } | null)?.id.slice(0, 12) ?? '-'}${err ? `\n  last error: ${err.message}` : ''}` +
+            (pf ? `\n  prefetch ${pf.phase}: ${pf.filesDone}/${pf.filesTotal} files, ${formatBytes(pf.bytesDone)}/${formatBytes(pf.bytesTotal)}` : ''),
         );
       }
     });

@@ -91,6 +91,12 @@ const TYPE_BITS = { file: C.S_IFREG, dir: C.S_IFDIR, symlink: C.S_IFLNK } as con
 export class OverlayVfs implements Vfs {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
+  /**
+   * Called with the profile-relative path of every regular file opened (open or create, for
+   * reading or writing), after the open succeeded. Must be cheap and must not throw (the
+   * working-set recorder, src/prefetch/). Null: no hook.
+   */
+  onOpen: ((path: string) => void) | null = null;
 
   private constructor(
     readonly overlay: Overlay,
@@ -481,6 +487,7 @@ export class OverlayVfs implements Vfs {
     }
     const fh = this.nextFh++;
     this.handles.set(fh, { node, readable: acc === C.O_RDONLY || acc === C.O_RDWR, writable, append: (flags & C.O_APPEND) !== 0 });
+    if (node.kind === 'file' && this.onOpen) this.onOpen(this.overlay.pathOf(node));
     return fh;
   }
 
