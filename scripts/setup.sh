@@ -20,7 +20,8 @@ fi
 
 # Debian packages: FUSE (libfuse2 for the binding, fuse3 for fusermount3, headers to build it),
 # a C tool chain for node-gyp, and the programs the tests drive on a mount.
-PKGS=(libfuse2 fuse3 libfuse-dev pkg-config build-essential python3 git sqlite3 rsync tar procps util-linux)
+PKGS=(libfuse2 fuse3 libfuse-dev pkg-config build-essential python3 git sqlite3 rsync tar procps util-linux pamtester systemd)
+PKGS+=(glusterfs-server glusterfs-client)  # the GlusterFS tests (test/gluster/) run a single-node volume
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
