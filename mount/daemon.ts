@@ -14,6 +14,8 @@ import { Profile, type ProfileConfig } from '../src/profile.js';
 import { mountFuse, OpCounters, type FuseMount } from './fuse/mount.js';
 import { serveControl, type MountRecord } from './control.js';
 import { mountAt } from './mountinfo.js';
+import { DaemonMetrics } from './metrics.js';
+import type { LogLevel } from './config.js';
 
 const require = createRequire(import.meta.url);
 const fsExt = require('fs-ext') as { flock(fd: number, flags: string, cb: (err: NodeJS.ErrnoException | null) => void): void };
@@ -27,8 +29,13 @@ export interface DaemonArgs {
   gid: number;
   /** Log to stderr (foreground) instead of CACHE/roamfs.log. */
   logToStderr: boolean;
+  /** Trace logging: one line per FUSE operation (overrides logLevel). */
   debug: boolean;
+  /** Default info. */
+  logLevel?: LogLevel;
   profile: Partial<ProfileConfig>;
+  /** Serve Prometheus metrics over HTTP (port null: only through the control socket). */
+  metrics?: { port: number | null; address: string };
 }
 
 /** Checks made before anything is mounted: each failure is one clear line. */
@@ -82,7 +89,7 @@ function makeLogger(a: DaemonArgs): pino.Logger {
       }
     },
   };
-  return pino({ level: a.debug ? 'debug' : 'info', base: { user: a.user, mountpoint: a.mountpoint, pid: process.pid } }, safe);
+  return pino({ level: a.debug ? 'trace' : (a.logLevel ?? 'info'), base: { user: a.user, mountpoint: a.mountpoint, pid: process.pid } }, safe);
 }
 
 export interface Daemon {
@@ -101,6 +108,8 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
   let profile: Profile | undefined;
   let fuse: FuseMount | undefined;
   let log: Logger;
+  let metrics: DaemonMetrics | undefined;
+  let metricsServer: { url: string | null; close(): Promise<void> } | null = null;
   try {
     await checkMountpoint(a.mountpoint);
     lock = await lockCache(a.cache);
@@ -108,16 +117,40 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     log = plog as unknown as Logger;
     const remote = await Repository.open(new PosixBackend(a.repo));
     const session = randomBytes(8).toString('hex');
-    profile = await Profile.open({ remote, user: a.user, cacheDir: a.cache, clock: systemClock, log, host: hostname(), session, uid: a.uid, gid: a.gid, config: a.profile });
+    let statusOf: (() => ReturnType<Profile['status']>) | null = null;
+    const m = new DaemonMetrics({ user: a.user, mountpoint: a.mountpoint }, () => statusOf!(), a.profile.quota);
+    metrics = m;
+    profile = await Profile.open({
+      remote,
+      user: a.user,
+      cacheDir: a.cache,
+      clock: systemClock,
+      log,
+      host: hostname(),
+      session,
+      uid: a.uid,
+      gid: a.gid,
+      config: a.profile,
+      observers: m.observers(),
+    });
     const p = profile;
-    const fuseLog = log.child({ component: 'fuse' });
+    statusOf = () => p.status();
+    const fuseLog = plog.child({ component: 'fuse' });
+    // --debug (level trace): one line per operation with its path, duration and result.
+    const trace = fuseLog.isLevelEnabled('trace');
     fuse = await mountFuse(a.mountpoint, profile.vfs, {
       onActivity: (_op, phase) => p.noteActivity(phase),
       log: (line: string, err?: unknown) => fuseLog.error(err ? errorFields(err) : {}, line),
       counters: new OpCounters(),
+      onOpEnd: (op, path, ns, result) => {
+        m.fuseOp(op, ns, result);
+        if (trace) fuseLog.trace({ op, path, us: Number(ns / 1000n), result }, 'op');
+      },
     });
-    log.info({ base: profile.vfs.baseCommitId, recovered: profile.recoveredSnapshots }, 'mounted');
+    log.info({ base: profile.vfs.baseCommitId, recovered: profile.recoveredSnapshots, exclude: a.profile.exclude?.length ?? 0, quota: a.profile.quota }, 'mounted');
+    if (a.metrics?.port) metricsServer = await m.serve(a.metrics.address, a.metrics.port, log.child({ component: 'metrics' }));
   } catch (err) {
+    await metricsServer?.close().catch(() => {});
     await fuse?.unmount().catch(() => {});
     await profile?.close().catch(() => {});
     await lock?.close().catch(() => {});
@@ -129,6 +162,7 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
 
   const p = profile;
   const f = fuse;
+  const met = metrics!;
   const rec: MountRecord = { mountpoint: f.mountpoint, user: a.user, repo: path.resolve(a.repo), cache: path.resolve(a.cache), pid: process.pid, started: Date.now() };
   let shutdown: Promise<number> | null = null;
   let emit: ((e: unknown) => void) | null = null;
@@ -137,6 +171,7 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
   // Done once shut down and the answer to a logout request has been written.
   const done = new Promise<number>((resolve) => (finished = resolve)).then(async (code) => {
     await control.close().catch(() => {});
+    await metricsServer?.close().catch(() => {});
     return code;
   });
 
@@ -166,7 +201,8 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
   };
 
   const control = await serveControl(rec, {
-    status: async () => ({ ...rec, ...p.status(), fuse: f.counters?.snapshot() }),
+    status: async () => ({ ...rec, ...p.status(), fuse: f.counters?.snapshot(), metricsUrl: metricsServer?.url ?? null }),
+    metrics: async () => met.text(),
     snapshot: async () => ({ seq: await p.snapshotNow() }),
     logout: async (_args, e) => {
       emit = e;

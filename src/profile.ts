@@ -15,6 +15,9 @@ import { OverlayVfs } from './vfs/overlay-vfs.js';
 import { BackgroundLoading } from './prefetch/background.js';
 import type { PrefetchProgress } from './prefetch/prefetcher.js';
 import { WORKING_SET_WINDOW_MS } from './prefetch/working-set.js';
+import { Exclusions } from './core/exclusions.js';
+import type { QuotaLimits, UsageStatus } from './overlay/usage.js';
+import type { FetchObserver } from './base/chunk-loader.js';
 
 export interface ProfileConfig {
   /** Take a snapshot this often when something changed; null: only on demand and at close. */
@@ -26,6 +29,13 @@ export interface ProfileConfig {
   prefetchDelayMs: number | null;
   /** Learn the working set from the files opened during this long after mount; null: do not learn. */
   workingSetWindowMs: number | null;
+  /**
+   * Exclusion patterns, the effective list (src/core/exclusions.ts; the config layer adds the
+   * defaults): local-only paths, never snapshotted, hidden in the committed tree. Default none.
+   */
+  exclude: readonly string[];
+  /** Soft / hard limits of the profile's size (src/overlay/usage.ts). Default none. */
+  quota: QuotaLimits;
 }
 
 export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
@@ -34,7 +44,23 @@ export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
   flushTimeoutMs: 30_000,
   prefetchDelayMs: 30_000,
   workingSetWindowMs: WORKING_SET_WINDOW_MS,
+  exclude: [],
+  quota: { softBytes: null, hardBytes: null },
 };
+
+/**
+ * Observers of the profile's steps, for metrics (the daemon times them; the core keeps no
+ * clock for it). Each start function returns the function called once when the step ends.
+ * Must not throw.
+ */
+export interface ProfileObservers {
+  /** A snapshot step; ended with whether it succeeded. */
+  snapshot?: () => (ok: boolean) => void;
+  /** A commit step that had something to commit or failed. */
+  commit?: () => (ok: boolean, committed: boolean) => void;
+  /** Remote object fetches (hydration). */
+  fetch?: FetchObserver;
+}
 
 export interface ProfileOptions {
   remote: Repository;
@@ -48,6 +74,7 @@ export interface ProfileOptions {
   uid: number;
   gid: number;
   config?: Partial<ProfileConfig>;
+  observers?: ProfileObservers;
 }
 
 export type ProfileState = 'mounted' | 'closing' | 'closed';
@@ -61,6 +88,12 @@ export interface ProfileStatus {
   pendingSnapshots: number;
   /** Age of the oldest snapshot not yet in the repository (the live RPO), ms; null when none. */
   oldestPendingAgeMs: number | null;
+  /**
+   * Bytes chunked into the snapshots not yet in the repository (an upper bound of the next
+   * upload: the repository may have some chunks already). Snapshots recovered from an earlier
+   * session count the sizes of the files they put.
+   */
+  pendingBytes: number;
   /** Changes since the last snapshot exist. */
   dirty: boolean;
   commits: number;
@@ -75,6 +108,12 @@ export interface ProfileStatus {
   recoveredSnapshots: number;
   /** Background loading of the rest of the profile (phase 'off' when disabled). */
   prefetch: PrefetchProgress;
+  /** The profile's size and quota (src/overlay/usage.ts). */
+  usage: UsageStatus;
+  /** Exclusion patterns in effect. */
+  exclude: readonly string[];
+  /** The lease on the profile: a placeholder until leases exist (always null). */
+  lease: null;
 }
 
 export interface FlushResult {
@@ -104,6 +143,9 @@ export class Profile {
   private readonly stats = { snapshots: 0, commits: 0, bytesUploaded: 0, lastCommit: null as { id: ObjectId; time: number } | null, lastError: null as { message: string; time: number } | null };
   private oldestPendingMs: number | null = null;
   private pendingCount = 0;
+  /** Bytes per pending snapshot seq (see ProfileStatus.pendingBytes). */
+  private readonly pendingBytesBySeq = new Map<number, number>();
+  private usageTimer: Timer | null = null;
   /** File system operations started and not ended (noteActivity('start'/'end')). */
   private activeOps = 0;
   private background: BackgroundLoading | null = null;
@@ -122,7 +164,12 @@ export class Profile {
   }
 
   static async open(o: ProfileOptions): Promise<Profile> {
-    const config = { ...DEFAULT_PROFILE_CONFIG, ...o.config, commit: { ...DEFAULT_COMMIT_POLICY, ...o.config?.commit } };
+    const config = {
+      ...DEFAULT_PROFILE_CONFIG,
+      ...o.config,
+      commit: { ...DEFAULT_COMMIT_POLICY, ...o.config?.commit },
+      quota: { ...DEFAULT_PROFILE_CONFIG.quota, ...o.config?.quota },
+    };
     const log = o.log.child({ component: 'profile' });
     await fsp.mkdir(o.cacheDir, { recursive: true, mode: 0o700 }).catch((e) => {
       throw new RoamfsError('IO', `cannot create cache directory ${o.cacheDir}: ${(e as Error).message}`, { cause: e });
@@ -172,7 +219,10 @@ export class Profile {
         gid: o.gid,
         log: (line) => o.log.child({ component: 'vfs' }).error({}, line),
         ...(last ? { snapshot: { root: last.root, commit: last.base } } : {}),
+        exclusions: new Exclusions(config.exclude),
+        quota: config.quota,
       });
+      if (o.observers?.fetch) vfs.loader.onFetch = o.observers.fetch;
       if (last) log.warn({ snapshots: pending.length, oldest: pending[0]!.time }, 'recovered unshipped snapshots from the local log; they will be committed');
       const nextSeq = Math.max(last?.seq ?? 0, shipped?.seq ?? 0) + 1;
       const snap = new Snapshotter(
@@ -190,6 +240,7 @@ export class Profile {
       await p.refreshPending();
       p.scheduleSnapshot();
       p.scheduleCommit();
+      p.startUsageCount();
       p.background = BackgroundLoading.start({
         vfs,
         backend: o.remote.backend,
@@ -226,9 +277,12 @@ export class Profile {
 
   /** Take a snapshot now (if anything changed). One step of the snapshot loop. */
   async snapshotNow(): Promise<number | null> {
+    const observed = this.snapshotter.dirty ? this.o.observers?.snapshot?.() : undefined;
     try {
       const r = await this.snapshotter.snapshotOnce();
+      observed?.(true);
       if (r) {
+        this.pendingBytesBySeq.set(r.seq, r.bytesChunked);
         this.stats.snapshots++;
         this.o.log.child({ component: 'snapshot' }).info({ seq: r.seq, changes: r.changes, bytes: r.bytesChunked }, 'snapshot durable');
       }
@@ -236,6 +290,7 @@ export class Profile {
       this.scheduleCommit();
       return r?.seq ?? null;
     } catch (err) {
+      observed?.(false);
       this.stats.lastError = { message: `snapshot failed: ${(err as Error).message}`, time: this.o.clock.now() };
       this.o.log.child({ component: 'snapshot' }).error(errorFields(err), 'snapshot failed; changes stay in the overlay and are retried at the next snapshot');
       throw err;
@@ -257,8 +312,10 @@ export class Profile {
       onProgress,
     });
     this.committing = run;
+    const observed = this.pendingCount > 0 ? this.o.observers?.commit?.() : undefined;
     try {
       const r = await run;
+      observed?.(true, r !== null);
       this.failures = 0;
       this.lastFailureMs = null;
       if (r) {
@@ -269,6 +326,7 @@ export class Profile {
       }
       return r;
     } catch (err) {
+      (observed ?? this.o.observers?.commit?.())?.(false, false);
       this.failures++;
       this.lastFailureMs = this.o.clock.now();
       this.stats.lastError = { message: `commit failed: ${(err as Error).message}`, time: this.o.clock.now() };
@@ -302,6 +360,10 @@ export class Profile {
       openHandles: v.openHandles,
       recoveredSnapshots: this.recoveredSnapshots,
       prefetch: this.background?.progress() ?? { phase: 'off', filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 },
+      pendingBytes: [...this.pendingBytesBySeq.values()].reduce((a, b) => a + b, 0),
+      usage: this.vfs.overlay.usage.status(),
+      exclude: this.config.exclude,
+      lease: null,
     };
   }
 
@@ -339,6 +401,7 @@ export class Profile {
     this.state = 'closing';
     this.snapshotTimer?.cancel();
     this.commitTimer?.cancel();
+    this.usageTimer?.cancel();
     let result: FlushResult;
     try {
       await this.background?.close(); // stop prefetching, save the working set; never throws
@@ -357,6 +420,35 @@ export class Profile {
     const p = await this.log.pending();
     this.pendingCount = p.length;
     this.oldestPendingMs = p[0]?.time ?? null;
+    const seqs = new Set(p.map((x) => x.seq));
+    for (const seq of this.pendingBytesBySeq.keys()) if (!seqs.has(seq)) this.pendingBytesBySeq.delete(seq);
+    for (const x of p) {
+      if (this.pendingBytesBySeq.has(x.seq)) continue;
+      // Recovered from an earlier session: the sizes of the files it puts (directories put
+      // whole are not walked: a lower bound).
+      const snap = await this.log.get(x.seq).catch(() => null);
+      let bytes = 0;
+      for (const c of snap?.changes ?? []) if (c.op === 'put' && c.entry.type === 'file') bytes += c.entry.size;
+      this.pendingBytesBySeq.set(x.seq, bytes);
+    }
+  }
+
+  /**
+   * With a quota, count the size of the mounted tree in the background (trees only; see
+   * src/overlay/usage.ts), retrying every minute while the repository cannot be read.
+   */
+  private startUsageCount(): void {
+    const usage = this.vfs.overlay.usage;
+    if (!usage.limited || this.state !== 'mounted') return;
+    const log = this.o.log.child({ component: 'quota' });
+    usage.onSoftLimit = (bytes, limit) => log.warn({ bytes, softBytes: limit, hardBytes: usage.limits.hardBytes }, 'the profile is above its soft quota');
+    void this.vfs.countUsage().then(
+      () => log.info({ bytes: usage.bytes, ...usage.limits }, 'quota: the profile size is counted'),
+      (err: unknown) => {
+        log.warn(errorFields(err), 'quota: cannot count the profile size yet (limits are checked against what is counted so far); retrying in 60 s');
+        if (this.state === 'mounted') this.usageTimer = this.o.clock.setTimer(60_000, () => this.startUsageCount());
+      },
+    );
   }
 
   private scheduleSnapshot(): void {

@@ -1,3 +1,5 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import { Level } from 'level';
 import { RoamfsError, errnoCode } from '../core/errors.js';
 
@@ -13,6 +15,27 @@ import { RoamfsError, errnoCode } from '../core/errors.js';
 export const SCHEMA_VERSION = 1;
 export type Db = Level<string, Uint8Array>;
 
+/** What an operator can do about a damaged change log (shown after the error). */
+export function corruptLogHint(dir: string): string {
+  return (
+    `its unshipped snapshots cannot be recovered automatically. To mount from the last commit in the repository instead, ` +
+    `move it aside (mv ${dir} ${dir}.damaged) and mount again; changes made after that commit are then lost`
+  );
+}
+
+/**
+ * What LevelDB's own recovery dropped while opening `dir`: it skips damaged records of its log
+ * file (checksum mismatch, bad record) and only says so in its info log, DIR/LOG. A truncated
+ * log file is not reported at all (it looks like a crash before the write).
+ */
+export async function recoveryWarnings(dir: string): Promise<string[]> {
+  const text = await fsp.readFile(path.join(dir, 'LOG'), 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .filter((l) => /dropping \d+ bytes|Corruption|missing files/i.test(l))
+    .map((l) => l.replace(/^\S+ \S+ /, '').trim());
+}
+
 export async function openDb(dir: string): Promise<Db> {
   const db: Db = new Level<string, Uint8Array>(dir, { valueEncoding: 'view', createIfMissing: true });
   try {
@@ -26,14 +49,19 @@ export async function openDb(dir: string): Promise<Db> {
     if (/lock/i.test(msg)) {
       throw new RoamfsError('IO', `change log ${dir} is in use by another roamfs process`, { cause: err });
     }
-    throw new RoamfsError('CORRUPT_LOG', `change log ${dir} cannot be opened: ${msg}`, {
-      cause: err,
-      hint: 'its unshipped snapshots cannot be recovered automatically; move it aside to mount from the repository',
-    });
+    throw new RoamfsError('CORRUPT_LOG', `change log ${dir} cannot be opened: ${msg}`, { cause: err, hint: corruptLogHint(dir) });
   }
-  const v = await db.get('meta!schema');
-  if (v === undefined) await db.put('meta!schema', Buffer.from(String(SCHEMA_VERSION)));
-  else if (Buffer.from(v).toString() !== String(SCHEMA_VERSION)) {
+  let v: Uint8Array | undefined;
+  try {
+    v = await db.get('meta!schema');
+    if (v === undefined) await db.put('meta!schema', Buffer.from(String(SCHEMA_VERSION)));
+  } catch (err) {
+    await db.close().catch(() => {});
+    const cause = (err as { cause?: unknown }).cause ?? err;
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    throw new RoamfsError('CORRUPT_LOG', `change log ${dir} is damaged or unreadable: ${msg}`, { cause: err, hint: corruptLogHint(dir) });
+  }
+  if (v !== undefined && Buffer.from(v).toString() !== String(SCHEMA_VERSION)) {
     await db.close();
     throw new RoamfsError('CORRUPT_LOG', `change log ${dir} has schema ${Buffer.from(v).toString()}, expected ${SCHEMA_VERSION}`);
   }
