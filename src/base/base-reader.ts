@@ -31,6 +31,12 @@ export class BaseReader {
       const c = map.chunks[i]!;
       const inChunk = position + done - map.start(i);
       const take = Math.min(c.size - inChunk, n - done);
+      const mem = this.loader.spilled(c.id);
+      if (mem) {
+        mem.copy(buf, offset + done, inChunk, inChunk + take);
+        done += take;
+        continue;
+      }
       await this.fds.use(this.loader.chunkPath(c.id), async (h) => {
         let got = 0;
         while (got < take) {

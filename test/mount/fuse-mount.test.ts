@@ -45,12 +45,9 @@ async function fuseUsable(): Promise<string | undefined> {
 }
 
 const unusable = await fuseUsable();
-const fuseTest = unusable ? test.skip : test;
+const fuseTest = test;
 if (unusable) {
-  test('FUSE mount tests skipped', (t) => {
-    t.log(unusable);
-    t.pass();
-  });
+  test('FUSE mount tests can run here', (t) => t.fail(unusable));
 }
 
 interface ChildStats extends PassthroughStats {
