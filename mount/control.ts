@@ -112,7 +112,7 @@ export async function control(mountpoint: string, cmd: string, args: Record<stri
     conn.on('error', (err) => {
       const code = errnoCode(err);
       if (code === 'ENOENT' || code === 'ECONNREFUSED') reject(new RoamfsError('NOT_FOUND', `no roamfs daemon serves ${path.resolve(mountpoint)}`));
-      else if (code === 'EACCES') reject(new RoamfsError('INVALID_ARGUMENT', `the control socket of ${path.resolve(mountpoint)} is root-only`));
+      else if (code === 'EACCES' || code === 'EPERM') reject(new RoamfsError('INVALID_ARGUMENT', `permission denied: the control socket of ${path.resolve(mountpoint)} is root-only (run this as root)`));
       else reject(err);
     });
     conn.on('close', () => {
@@ -126,7 +126,11 @@ export async function listMounts(): Promise<MountRecord[]> {
   let names: string[];
   try {
     names = await fsp.readdir(RUN_DIR);
-  } catch {
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new RoamfsError('INVALID_ARGUMENT', `permission denied: ${RUN_DIR} (the control sockets of the mounted homes) is root-only (run this as root)`);
+    }
     return [];
   }
   const out: MountRecord[] = [];

@@ -3,11 +3,17 @@
  * ... MOUNTPOINT`. Started (detached) by `roamfs mount`; its command line names the user and
  * the mountpoint so `ps` shows which daemon serves which home. When ROAMFS_READY_FD is set,
  * one JSON line on that fd says `{"ready":true}` or `{"error":"...","code":"..."}`.
+ *
+ * Settings: `roamfs mount` resolves the configuration (mount/config.ts: file, environment,
+ * flags) and hands the effective values over in ROAMFS_DAEMON_SETTINGS (JSON of the schema's
+ * keys). Without it (the daemon started directly, as tests do) the schema's defaults apply.
+ * The timing flags below (milliseconds, "off") override either.
  */
 import { closeSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RoamfsError } from '../src/core/errors.js';
 import { startDaemon, type DaemonArgs } from './daemon.js';
+import { defaultConfig, logLevelOf, profileConfigOf, type Config } from './config.js';
 
 const { values: v, positionals } = parseArgs({
   allowPositionals: true,
@@ -27,9 +33,23 @@ const { values: v, positionals } = parseArgs({
   },
 });
 
-const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
-const interval = v['snapshot-interval-ms'];
-const prefetchDelay = v['prefetch-delay-ms'];
+const config: Config = { ...defaultConfig(), ...(process.env.ROAMFS_DAEMON_SETTINGS ? (JSON.parse(process.env.ROAMFS_DAEMON_SETTINGS) as Partial<Config>) : {}) };
+delete process.env.ROAMFS_DAEMON_SETTINGS;
+const ms = (s: string | undefined, off: boolean): number | null | undefined => (s === undefined ? undefined : off && s === 'off' ? null : Number(s));
+const overrides: Partial<Config> = {};
+const snap = ms(v['snapshot-interval-ms'], true);
+if (snap !== undefined) overrides.snapshotIntervalMs = snap;
+const idle = ms(v['idle-ms'], false);
+if (typeof idle === 'number') overrides.idleMs = idle;
+const maxLag = ms(v['max-lag-ms'], false);
+if (typeof maxLag === 'number') overrides.maxLagMs = maxLag;
+const flush = ms(v['flush-timeout-ms'], false);
+if (typeof flush === 'number') overrides.flushTimeoutMs = flush;
+const prefetch = ms(v['prefetch-delay-ms'], true);
+if (prefetch !== undefined) overrides.prefetchDelayMs = prefetch;
+if (v.debug) overrides.debug = true;
+const c: Config = { ...config, ...overrides };
+
 const args: DaemonArgs = {
   repo: v.repo!,
   user: v.user!,
@@ -38,18 +58,10 @@ const args: DaemonArgs = {
   uid: Number(v.uid),
   gid: Number(v.gid),
   logToStderr: v.stderr ?? false,
-  debug: v.debug ?? false,
-  profile: {
-    ...(interval === undefined ? {} : { snapshotIntervalMs: interval === 'off' ? null : Number(interval) }),
-    commit: {
-      idleMs: num(v['idle-ms']) ?? 10_000,
-      maxLagMs: num(v['max-lag-ms']) ?? 300_000,
-      retryBaseMs: 1_000,
-      retryMaxMs: 60_000,
-    },
-    ...(v['flush-timeout-ms'] ? { flushTimeoutMs: Number(v['flush-timeout-ms']) } : {}),
-    ...(prefetchDelay === undefined ? {} : { prefetchDelayMs: prefetchDelay === 'off' ? null : Number(prefetchDelay) }),
-  },
+  debug: c.debug,
+  logLevel: logLevelOf(c),
+  profile: profileConfigOf(c),
+  metrics: { port: c.metricsPort, address: c.metricsAddress },
 };
 
 const readyFd = process.env.ROAMFS_READY_FD ? Number(process.env.ROAMFS_READY_FD) : null;

@@ -36,3 +36,23 @@ export function formatBytes(n: number): string {
   }
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
+
+/**
+ * A one-off progress bar for a report (`roamfs status`): drawn with cli-progress's bar
+ * formatter and its classic shades preset when stdout is a terminal, as "[52%]" otherwise.
+ */
+export function staticBar(fraction: number, width = 24, tty = !!process.stdout.isTTY): string {
+  const f = Math.max(0, Math.min(1, Number.isFinite(fraction) ? fraction : 0));
+  const pct = `${Math.floor(f * 100)}%`;
+  if (!tty) return `[${pct}]`;
+  const preset = cliProgress.Presets.shades_classic;
+  const complete = preset.barCompleteChar ?? '#';
+  const incomplete = preset.barIncompleteChar ?? '-';
+  const bar = cliProgress.Format.BarFormat(f, {
+    barsize: width,
+    barCompleteString: complete.repeat(width),
+    barIncompleteString: incomplete.repeat(width),
+    barGlue: '',
+  } as Parameters<typeof cliProgress.Format.BarFormat>[1]);
+  return `[${bar}] ${pct}`;
+}

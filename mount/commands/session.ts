@@ -6,58 +6,47 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { RoamfsError } from '../../src/core/errors.js';
 import { assertUserName } from '../../src/core/names.js';
-import { formatDuration, parseDuration } from '../../src/core/units.js';
+import { formatDuration } from '../../src/core/units.js';
 import { startDaemon } from '../daemon.js';
 import { control, listMounts, type MountRecord } from '../control.js';
-import { formatBytes, progressBar } from '../progress.js';
+import { formatBytes, progressBar, staticBar } from '../progress.js';
+import { DEFAULT_CONFIG_FILE, flagOptions, givenFlags, loadConfig, logLevelOf, printConfig, profileConfigOf } from '../config.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DAEMON_MAIN = path.join(here, '..', 'daemon-main.js');
 
-interface MountOpts {
-  cache?: string;
-  foreground?: boolean;
-  uid?: string;
-  gid?: string;
-  snapshotInterval: string;
-  idle: string;
-  maxLag: string;
-  prefetchDelay: string;
-  debug?: boolean;
-}
-
-function int(v: string | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new RoamfsError('INVALID_ARGUMENT', `${what} must be a number: ${v}`);
-  return Number(v);
-}
+/** The settings `roamfs mount` takes as flags (names, help and defaults from the schema). */
+const MOUNT_FLAGS = flagOptions([
+  'cacheDir', 'uid', 'gid', 'snapshotIntervalMs', 'idleMs', 'maxLagMs', 'prefetchDelayMs', 'flushTimeoutMs',
+  'excludeAdd', 'excludeRemove', 'excludeDefaults', 'quotaSoftBytes', 'quotaHardBytes',
+  'metricsPort', 'metricsAddress', 'logLevel', 'debug',
+]);
 
 export function registerSessionCommands(program: Command): void {
-  program
+  const mount = program
     .command('mount')
-    .description("mount USER's profile from REPO at MOUNTPOINT; returns when the home is ready, leaving the daemon running")
-    .argument('<repo>', 'repository directory')
-    .argument('<user>', 'user name')
-    .argument('<mountpoint>', 'an empty directory (e.g. /home/USER)')
-    .option('--cache <dir>', 'local cache, change log and written files (default /var/cache/roamfs/USER)')
-    .option('--foreground', 'stay attached and log to stderr (for systemd)')
-    .option('--uid <n>', 'owner shown for the profile owner\'s files (default: owner of MOUNTPOINT)')
-    .option('--gid <n>', 'group shown for the profile owner\'s files (default: group of MOUNTPOINT)')
-    .option('--snapshot-interval <duration>', 'snapshot every DURATION when something changed (500ms, 30s, 5m, off)', '60s')
-    .option('--idle <duration>', 'commit after this long without file system activity', '10s')
-    .option('--max-lag <duration>', 'commit before the oldest unshipped snapshot is this old', '5m')
-    .option('--prefetch-delay <duration>', 'after DURATION, fetch the rest of the profile in the background (off: only on demand)', '30s')
-    .option('--debug', 'debug logging')
-    .action(async (repo: string, user: string, mountpoint: string, o: MountOpts) => {
-      assertUserName(user);
-      const mp = path.resolve(mountpoint);
-      const cache = path.resolve(o.cache ?? path.join('/var/cache/roamfs', user));
-      const snap = parseDuration(o.snapshotInterval, '--snapshot-interval', true);
-      const idle = parseDuration(o.idle, '--idle')!;
-      const maxLag = parseDuration(o.maxLag, '--max-lag')!;
-      const prefetchDelay = parseDuration(o.prefetchDelay, '--prefetch-delay', true);
-      let uid = int(o.uid, '--uid');
-      let gid = int(o.gid, '--gid');
+    .description("mount USER's profile from REPO (default: the configured repository) at MOUNTPOINT; returns when the home is ready, leaving the daemon running")
+    .usage('[options] [REPO] USER MOUNTPOINT')
+    .argument('<args...>', 'REPO (a repository directory; optional when configured), USER, MOUNTPOINT (an empty directory, e.g. /home/USER)')
+    .option('--foreground', 'stay attached and log to stderr (for systemd)');
+  for (const f of MOUNT_FLAGS) {
+    if (f.list) mount.option(f.syntax, f.help, (v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+    else mount.option(f.syntax, f.help);
+  }
+  mount.addHelpText('after', `\nSettings come from ${DEFAULT_CONFIG_FILE} (or ROAMFS_CONFIG), then ROAMFS_* variables, then these flags: roamfs config --print shows them.`);
+  mount.action(async (positional: string[], o: Record<string, unknown>) => {
+      if (positional.length < 2 || positional.length > 3) {
+        throw new RoamfsError('INVALID_ARGUMENT', `mount takes [REPO] USER MOUNTPOINT (got ${positional.length} argument${positional.length === 1 ? '' : 's'})`);
+      }
+      const [repoArg, user, mountpoint] = positional.length === 3 ? positional : [undefined, ...positional];
+      assertUserName(user!);
+      const { config: c } = await loadConfig({ flags: givenFlags(o, MOUNT_FLAGS), args: repoArg === undefined ? {} : { repository: repoArg } });
+      if (!c.repository) throw new RoamfsError('INVALID_ARGUMENT', `no repository: give REPO, or set "repository" in ${DEFAULT_CONFIG_FILE} or ROAMFS_REPO`);
+      const repo = path.resolve(c.repository);
+      const mp = path.resolve(mountpoint!);
+      const cache = path.resolve(c.cacheDir ?? path.join(c.cacheRoot, user!));
+      let uid = c.uid ?? undefined;
+      let gid = c.gid ?? undefined;
       if (uid === undefined || gid === undefined) {
         const st = await fsp.stat(mp).catch(() => null);
         uid ??= st?.uid ?? 0;
@@ -65,7 +54,19 @@ export function registerSessionCommands(program: Command): void {
       }
       if (o.foreground) {
         const d = await startDaemon(
-          { repo, user, mountpoint: mp, cache, uid, gid, logToStderr: true, debug: !!o.debug, profile: { snapshotIntervalMs: snap, prefetchDelayMs: prefetchDelay, commit: { idleMs: idle, maxLagMs: maxLag, retryBaseMs: 1000, retryMaxMs: 60_000 } } },
+          {
+            repo,
+            user: user!,
+            mountpoint: mp,
+            cache,
+            uid,
+            gid,
+            logToStderr: true,
+            debug: c.debug,
+            logLevel: logLevelOf(c),
+            profile: profileConfigOf(c),
+            metrics: { port: c.metricsPort, address: c.metricsAddress },
+          },
           (err) => {
             if (err) throw err;
             console.error(`roamfs: ${user}'s profile is mounted at ${mp} (stop with: roamfs logout ${mp})`);
@@ -77,15 +78,12 @@ export function registerSessionCommands(program: Command): void {
       await fsp.mkdir(cache, { recursive: true, mode: 0o700 });
       const errPath = path.join(cache, 'daemon.stderr');
       const errFd = openSync(errPath, 'a', 0o600);
-      const args = [DAEMON_MAIN, '--user', user, '--repo', path.resolve(repo), '--cache', cache, '--uid', String(uid), '--gid', String(gid)];
-      args.push('--snapshot-interval-ms', snap === null ? 'off' : String(snap), '--idle-ms', String(idle), '--max-lag-ms', String(maxLag));
-      args.push('--prefetch-delay-ms', prefetchDelay === null ? 'off' : String(prefetchDelay));
-      if (o.debug) args.push('--debug');
-      args.push(mp);
+      // The daemon's command line names user and mountpoint (ps); the settings go in the environment.
+      const args = [DAEMON_MAIN, '--user', user!, '--repo', repo, '--cache', cache, '--uid', String(uid), '--gid', String(gid), mp];
       const child = spawn(process.execPath, args, {
         detached: true,
         stdio: ['ignore', 'ignore', errFd, 'pipe'],
-        env: { ...process.env, ROAMFS_READY_FD: '3' },
+        env: { ...process.env, ROAMFS_READY_FD: '3', ROAMFS_DAEMON_SETTINGS: JSON.stringify(c) },
       });
       closeSync(errFd);
       const answer = await new Promise<{ ready?: boolean; error?: string; code?: string; pid?: number }>((resolve) => {
@@ -142,29 +140,113 @@ export function registerSessionCommands(program: Command): void {
 
   program
     .command('status')
-    .description('state of the mounted homes on this machine (all, or one)')
+    .description('state of the mounted homes on this machine (all, or one): background load, cache, pending snapshots and RPO, transfers, quota, lease, last error')
     .argument('[mountpoint]', 'one mounted home')
     .option('--json', 'machine-readable output')
     .action(async (mountpoint: string | undefined, o: { json?: boolean }) => {
       const recs: Array<Pick<MountRecord, 'mountpoint'>> = mountpoint ? [{ mountpoint: path.resolve(mountpoint) }] : await listMounts();
       const out: Array<Record<string, unknown>> = [];
-      for (const r of recs) out.push((await control(r.mountpoint, 'status')) as Record<string, unknown>);
+      for (const r of recs) {
+        if (mountpoint) out.push((await control(r.mountpoint, 'status')) as Record<string, unknown>);
+        else {
+          // All homes: one daemon that does not answer must not hide the others.
+          out.push(await control(r.mountpoint, 'status').then(
+            (x) => x as Record<string, unknown>,
+            (err: unknown) => ({ mountpoint: r.mountpoint, state: 'not answering', lastError: { message: (err as Error).message, time: Date.now() } }),
+          ));
+        }
+      }
       if (o.json) {
         console.log(JSON.stringify(mountpoint ? out[0] : out, null, 2));
         return;
       }
       if (out.length === 0) console.log('no roamfs homes are mounted');
-      for (const s of out) {
-        const age = s.oldestPendingAgeMs as number | null;
-        const err = s.lastError as { message: string } | null;
-        const pf = s.prefetch as { phase: string; filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number } | undefined;
-        console.log(
-          `${s.mountpoint}  user ${s.user}  ${s.state}${s.repositoryReachable ? '' : ' (repository unreachable)'}\n` +
-            `  snapshots ${s.snapshots}, pending ${s.pendingSnapshots}${age === null ? '' : ` (oldest ${formatDuration(age)} ago: the current RPO)`}${s.dirty ? ', changes since the last snapshot' : ''}\n` +
-            `  commits ${s.commits}, uploaded ${formatBytes(s.bytesUploaded as number)}, read ${formatBytes(s.remoteBytesRead as number)}, cache hits ${s.cacheHits} misses ${s.cacheMisses}\n` +
-            `  last commit ${(s.lastCommit as { id: string } | null)?.id.slice(0, 12) ?? '-'}${err ? `\n  last error: ${err.message}` : ''}` +
-            (pf ? `\n  prefetch ${pf.phase}: ${pf.filesDone}/${pf.filesTotal} files, ${formatBytes(pf.bytesDone)}/${formatBytes(pf.bytesTotal)}` : ''),
-        );
-      }
+      console.log(out.map(formatStatus).join('\n\n'));
     });
+
+  program
+    .command('metrics')
+    .description('Prometheus metrics of a mounted home (the text format; also served on metricsPort when configured)')
+    .argument('<mountpoint>', 'the mounted home')
+    .action(async (mountpoint: string) => {
+      process.stdout.write((await control(mountpoint, 'metrics')) as string);
+    });
+
+  program
+    .command('config')
+    .description(`the effective configuration: every setting, its value and where it came from (${DEFAULT_CONFIG_FILE} or ROAMFS_CONFIG, ROAMFS_* variables, defaults)`)
+    .option('--print', 'print the effective configuration (the default action)')
+    .option('--json', 'machine-readable output (with defaults, units, flags, variables and help)')
+    .action(async (o: { print?: boolean; json?: boolean }) => {
+      console.log(printConfig(await loadConfig(), { json: !!o.json }));
+    });
+}
+
+interface StatusView {
+  mountpoint: string;
+  user?: string;
+  pid?: number;
+  state: string;
+  repositoryReachable?: boolean;
+  snapshots?: number;
+  pendingSnapshots?: number;
+  pendingBytes?: number;
+  oldestPendingAgeMs?: number | null;
+  dirty?: boolean;
+  commits?: number;
+  lastCommit?: { id: string; time: number } | null;
+  bytesUploaded?: number;
+  remoteBytesRead?: number;
+  cacheHits?: number;
+  cacheMisses?: number;
+  lastError?: { message: string; time: number } | null;
+  prefetch?: { phase: string; filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number };
+  usage?: { bytes: number; baseCount: string; softBytes: number | null; hardBytes: number | null; over: 'soft' | 'hard' | null };
+  lease?: unknown;
+  metricsUrl?: string | null;
+}
+
+/** The human form of one home's status. */
+function formatStatus(raw: Record<string, unknown>): string {
+  const s = raw as unknown as StatusView;
+  const lines = [`${s.mountpoint}  user ${s.user ?? '?'}  ${s.state}${s.repositoryReachable === false ? ' (repository unreachable)' : ''}${s.pid ? `  pid ${s.pid}` : ''}`];
+  const row = (k: string, v: string) => lines.push(`  ${k.padEnd(16)}${v}`);
+  if (s.state === 'not answering') {
+    row('error', s.lastError?.message ?? '');
+    return lines.join('\n');
+  }
+  const pf = s.prefetch;
+  if (pf) {
+    if (pf.phase === 'off') row('background load', 'off (files load on demand)');
+    else if (pf.phase === 'waiting') row('background load', 'waiting for the prefetch delay (files load on demand until then)');
+    else {
+      const frac = pf.bytesTotal > 0 ? pf.bytesDone / pf.bytesTotal : pf.phase === 'done' ? 1 : 0;
+      row('background load', `${staticBar(frac)}  ${pf.phase}: ${pf.filesDone}/${pf.filesTotal} files, ${formatBytes(pf.bytesDone)}/${formatBytes(pf.bytesTotal)}`);
+    }
+  }
+  const hits = s.cacheHits ?? 0;
+  const misses = s.cacheMisses ?? 0;
+  row('cache', `hits ${hits}, misses ${misses}${hits + misses > 0 ? ` (${((100 * hits) / (hits + misses)).toFixed(1)}% hits)` : ''}`);
+  const age = s.oldestPendingAgeMs ?? null;
+  row(
+    'pending',
+    `${s.pendingSnapshots ?? 0} snapshot(s), ${formatBytes(s.pendingBytes ?? 0)}; ` +
+      (age === null ? 'RPO 0 (everything is in the repository)' : `RPO ${formatDuration(age)} (oldest unshipped snapshot)`) +
+      (s.dirty ? '; changes since the last snapshot' : ''),
+  );
+  row('transfers', `up ${formatBytes(s.bytesUploaded ?? 0)}, down ${formatBytes(s.remoteBytesRead ?? 0)}; ${s.snapshots ?? 0} snapshots, ${s.commits ?? 0} commits`);
+  const u = s.usage;
+  if (u) {
+    const limits = [u.softBytes !== null ? `soft ${formatBytes(u.softBytes)}` : '', u.hardBytes !== null ? `hard ${formatBytes(u.hardBytes)}` : ''].filter(Boolean).join(', ');
+    if (u.baseCount === 'not-counted') row('usage', 'not counted (no quota is set)');
+    else {
+      const counted = u.baseCount === 'done' ? '' : ` (${u.baseCount === 'counting' ? 'still counting' : 'count failed, retrying'}: at least this)`;
+      row('usage', `${formatBytes(u.bytes)}${counted}${limits ? `; quota ${limits}` : ''}${u.over ? `; OVER THE ${u.over.toUpperCase()} LIMIT` : ''}`);
+    }
+  }
+  row('lease', s.lease === null || s.lease === undefined ? 'none (leases are not implemented yet)' : JSON.stringify(s.lease));
+  row('last commit', s.lastCommit ? `${s.lastCommit.id.slice(0, 12)} (${formatDuration(Date.now() - s.lastCommit.time)} ago)` : '-');
+  row('last error', s.lastError ? `${s.lastError.message} (${formatDuration(Date.now() - s.lastError.time)} ago)` : '-');
+  if (s.metricsUrl) row('metrics', s.metricsUrl);
+  return lines.join('\n');
 }

@@ -8,7 +8,8 @@
  *   method that throws synchronously or returns a malformed value → EIO plus a log line;
  * - buffers owned by the native side (write data, setxattr value) are copied before the Vfs
  *   sees them, i.e. before any await; a read fills the native buffer before answering;
- * - onActivity('op', 'start' | 'end') around every operation, and optional per-op counters.
+ * - onActivity('op', 'start' | 'end') around every operation, and optional per-op counters;
+ *   onOpEnd(op, path, ns, result) after each one (metrics, trace logging).
  *
  * Open-unlinked files. libfuse 2.9's high-level API serves fstat/fchmod/futimens/ftruncate by
  * path (modern kernels send GETATTR without the file handle), so it cannot let the Vfs keep
@@ -101,6 +102,11 @@ export interface AdapterOptions {
   onActivity?: (op: FuseOpName, phase: ActivityPhase) => void;
   /** Per-op counters for profiling; omitted = no timing overhead. */
   counters?: OpCounters;
+  /**
+   * Called once per operation, just before the kernel is answered: the op, its path, the time
+   * it took (ns) and 'ok' or the errno name of the failure. Omitted = no timing overhead.
+   */
+  onOpEnd?: (op: FuseOpName, path: string | null, ns: bigint, result: string) => void;
   /** st_blksize reported in stat (the preferred I/O size tools like cp use); default 131072. */
   blksize?: number;
 }
@@ -204,6 +210,8 @@ export function buildHandlers(vfs: Vfs, opts: AdapterOptions = {}): FuseOps {
   const log = opts.log ?? defaultLog;
   const onActivity = opts.onActivity;
   const counters = opts.counters;
+  const onOpEnd = opts.onOpEnd;
+  const timed = counters !== undefined || onOpEnd !== undefined;
   const blksize = opts.blksize ?? 131072;
 
   const safeLog = (line: string, err?: unknown): void => {
@@ -235,18 +243,28 @@ export function buildHandlers(vfs: Vfs, opts: AdapterOptions = {}): FuseOps {
     reply: (value: T) => unknown[],
   ): void {
     const answer = cb as unknown as (...args: unknown[]) => void;
-    const start = counters ? process.hrtime.bigint() : 0n;
+    const start = timed ? process.hrtime.bigint() : 0n;
     let answered = false;
     counters?.begin();
     activity(op, 'start');
 
-    const finish = (args: unknown[], failed: boolean): void => {
+    const finish = (args: unknown[], failed: boolean, result = 'ok'): void => {
       if (answered) {
         safeLog(`fuse: ${op} ${path ?? ''}: second answer dropped`);
         return;
       }
       answered = true;
-      if (counters) counters.end(op, process.hrtime.bigint() - start, failed);
+      if (timed) {
+        const ns = process.hrtime.bigint() - start;
+        counters?.end(op, ns, failed);
+        if (onOpEnd) {
+          try {
+            onOpEnd(op, path, ns, result);
+          } catch (err) {
+            safeLog(`fuse: onOpEnd hook threw during ${op}`, err);
+          }
+        }
+      }
       activity(op, 'end');
       try {
         answer(...args);
@@ -258,7 +276,7 @@ export function buildHandlers(vfs: Vfs, opts: AdapterOptions = {}): FuseOps {
     const fail = (err: unknown): void => {
       const m = mapError(err);
       if (m.log) safeLog(`fuse: ${op} ${path ?? ''}: ${m.name}: ${err instanceof Error ? err.message : String(err)}`, err);
-      finish([m.errno], true);
+      finish([m.errno], true, m.name);
     };
 
     let promise: Promise<T>;

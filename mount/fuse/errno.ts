@@ -41,6 +41,7 @@ const ROAMFS_CODE_ERRNO: Partial<Record<ErrorCode, Errno>> = {
   UNKNOWN_COMMIT: 'ENOENT',
   NOT_FOUND: 'ENOENT',
   NO_SPACE: 'ENOSPC',
+  QUOTA_EXCEEDED: 'EDQUOT',
   UNSUPPORTED: 'ENOTSUP',
 };
 

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'UNKNOWN_USER' // no profile for that user
   | 'UNKNOWN_COMMIT' // no commit with that id (prefix) for that user
   | 'NO_SPACE' // ENOSPC / EDQUOT while writing
+  | 'QUOTA_EXCEEDED' // a write would grow a profile beyond its hard quota (EDQUOT)
   | 'NOT_FOUND' // a local path that does not exist
   | 'INVALID_ARGUMENT' // a bad option or argument
   | 'UNSUPPORTED' // a file type or feature outside the format (sockets, devices, non-UTF-8 names)

@@ -18,6 +18,9 @@ async function writeAll(h: FileHandle, buf: Buffer, offset: number, length: numb
  * Content I/O of regular files: reads from base chunks or the upper file, copy-up, writes,
  * truncation. Everything that changes content holds the node's gate (writes shared, the rest
  * exclusive); metadata (size, mtime, change marks) is updated synchronously when the I/O is done.
+ * Growth of an attached file is checked against the quota before the I/O and every size change
+ * is reported to overlay.usage synchronously with it (see usage.ts); an open-unlinked file is
+ * no longer part of the profile and is not counted.
  */
 export class ContentStore {
   constructor(
@@ -63,8 +66,11 @@ export class ContentStore {
         const c = node.content;
         if (c.kind !== 'upper') continue; // content was swapped back to base meanwhile
         const at = append ? c.file.size : position;
+        if (!node.unlinked) this.overlay.usage.checkGrow(at + length - c.file.size);
         await writeAll(await c.file.handle(), buf, offset, length, at);
+        const before = c.file.size;
         c.file.size = Math.max(c.file.size, at + length);
+        if (!node.unlinked) this.overlay.usage.change(c.file.size - before);
         this.overlay.contentChanged(node);
         return length;
       } finally {
@@ -76,6 +82,8 @@ export class ContentStore {
   /** Set the size; a committed file is copied up only as far as needed (nothing for size 0). */
   truncate(node: FileNode, size: number): Promise<void> {
     return node.gate.withExclusive(async () => {
+      const before = node.size;
+      if (!node.unlinked) this.overlay.usage.checkGrow(size - before);
       const c = node.content;
       if (c.kind === 'base') {
         if (size === 0) {
@@ -89,6 +97,7 @@ export class ContentStore {
         await (await c.file.handle()).truncate(size);
         c.file.size = size;
       }
+      if (!node.unlinked) this.overlay.usage.change(node.size - before);
       this.overlay.contentChanged(node);
     });
   }

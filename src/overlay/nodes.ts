@@ -48,6 +48,12 @@ abstract class NodeCommon implements NodeAttrs {
   changedEpoch = 0;
   /** nlink == 0: removed from the namespace (may still be open). */
   unlinked = false;
+  /**
+   * Local-only (src/core/exclusions.ts): this node's path, or an ancestor's, matches an
+   * exclusion pattern. Kept current by the overlay (set on attach, recomputed on moves).
+   * Changes of excluded nodes carry no change marks, so they never make a snapshot dirty.
+   */
+  excluded = false;
 
   constructor(
     /** Inode number: stable for the life of the mount. */
@@ -96,6 +102,13 @@ export class DirNode extends NodeCommon {
    */
   children: Map<string, Node> | null;
   treeEpoch = 0;
+  /**
+   * Entries of the base tree at excluded paths, hidden when the directory was materialized
+   * (null: none). Snapshots carry them through unchanged, so the directory's tree stays what
+   * the repository holds there: commits neither delete nor re-upload them, and a tree that
+   * differs only by them never looks like another desktop's change to the merge.
+   */
+  hidden: TreeEntry[] | null = null;
 
   constructor(ino: number, name: string, attrs: NodeAttrs, base: TreeEntry | null, children: Map<string, Node> | null) {
     super(ino, name, attrs, base);

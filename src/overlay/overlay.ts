@@ -3,8 +3,10 @@ import type { Clock } from '../core/clock.js';
 import { ChunkMap } from '../base/chunk-map.js';
 import type { ChunkLoader } from '../base/chunk-loader.js';
 import type { DirEntry as TreeDirEntry, TreeEntry } from '../repository/objects.js';
+import { Exclusions } from '../core/exclusions.js';
 import type { IdMap } from './ids.js';
 import { DirNode, FileNode, SymlinkNode, type Node, type NodeAttrs } from './nodes.js';
+import { Usage } from './usage.js';
 
 export const ROOT_INO = 1;
 
@@ -19,6 +21,14 @@ export const ROOT_INO = 1;
  *   synchronous section.
  * - Every change is marked with the current `epoch` (see NodeCommon); `beginEpoch()` is the
  *   snapshotter's freeze point.
+ * - Excluded (local-only) nodes carry no change marks and do not mark their parent: a session
+ *   busy in its browser cache leaves the snapshotter clean. Their parent's mtime still moves.
+ *   Entries of the committed tree at excluded paths are hidden when a directory is
+ *   materialized (excluded paths start empty at each login) and kept in `hidden` for the
+ *   snapshotter, which carries them through unchanged. A node moved out of an excluded
+ *   area is re-marked, with everything materialized below it, so the next snapshot takes it.
+ * - `usage` keeps the running total of file sizes for the quota (see usage.ts): the content
+ *   store reports size changes, unlink reports removals.
  */
 export class Overlay {
   /** Changes made now are marked with this epoch; starts at 1 (0 means "as committed"). */
@@ -28,6 +38,8 @@ export class Overlay {
   readonly inodes = new Map<number, Node>();
   private nextIno = ROOT_INO + 1;
   private readonly materializing = new SingleFlight<number, Map<string, Node>>();
+  readonly exclusions: Exclusions;
+  readonly usage: Usage;
 
   constructor(
     private readonly loader: ChunkLoader,
@@ -36,7 +48,10 @@ export class Overlay {
     /** The committed root (name ''), or null for a profile with no commit yet (empty home). */
     rootBase: TreeDirEntry | null,
     emptyRootAttrs: { perm: number; mtimeNs: bigint },
+    opts: { exclusions?: Exclusions; usage?: Usage } = {},
   ) {
+    this.exclusions = opts.exclusions ?? Exclusions.NONE;
+    this.usage = opts.usage ?? new Usage();
     if (rootBase) {
       this.root = new DirNode(ROOT_INO, '', this.attrsOf(rootBase), rootBase, null);
     } else {
@@ -68,10 +83,10 @@ export class Overlay {
    * visited: their `base` entries (and subtree ids) are still exact. Synchronous.
    */
   *changedDirs(since: number, dir: DirNode = this.root, path = ''): Generator<{ path: string; dir: DirNode }> {
-    if (dir.treeEpoch <= since) return;
+    if (dir.treeEpoch <= since || dir.excluded) return;
     yield { path, dir };
     for (const child of dir.children?.values() ?? []) {
-      if (child.kind === 'dir') yield* this.changedDirs(since, child, path ? `${path}/${child.name}` : child.name);
+      if (child.kind === 'dir' && !child.excluded) yield* this.changedDirs(since, child, path ? `${path}/${child.name}` : child.name);
     }
   }
 
@@ -89,9 +104,18 @@ export class Overlay {
       const entries = await this.loader.loadTree(base.tree);
       if (dir.children) return dir.children; // cannot happen today; cheap insurance
       const map = new Map<string, Node>();
+      // Committed entries at excluded paths are hidden; below a directory that was moved
+      // into an excluded area, everything is the user's data and shows (excluded).
+      const hide = !dir.excluded && !this.exclusions.empty;
+      const dirPath = hide ? this.pathOf(dir) : '';
       for (const e of entries) {
+        if (hide && this.exclusions.matchesOwn(dirPath ? `${dirPath}/${e.name}` : e.name)) {
+          (dir.hidden ??= []).push(e);
+          continue;
+        }
         const n = this.fromEntry(e);
         n.parent = dir;
+        n.excluded = dir.excluded;
         map.set(e.name, n);
       }
       dir.children = map;
@@ -137,7 +161,9 @@ export class Overlay {
     node.parent = null;
     node.unlinked = true;
     node.ctimeNs = this.now();
-    this.entriesChanged(dir);
+    if (node.kind === 'file') this.usage.change(-node.size);
+    if (node.excluded) this.touch(dir);
+    else this.entriesChanged(dir);
     if (node.kind !== 'file' || node.openCount === 0) this.inodes.delete(node.ino);
     return node;
   }
@@ -157,13 +183,17 @@ export class Overlay {
     const replaced = to.children!.get(toName);
     if (replaced === node) return undefined;
     if (replaced) this.unlink(to, toName);
+    const wasExcluded = node.excluded;
     from.children!.delete(fromName);
     to.children!.set(toName, node);
     node.parent = to;
     node.name = toName;
     node.ctimeNs = this.now(); // Linux updates the moved inode's ctime
-    this.entriesChanged(from);
-    this.entriesChanged(to);
+    if (wasExcluded) this.touch(from);
+    else this.entriesChanged(from);
+    this.reclassify(node, to.excluded || (!this.exclusions.empty && this.exclusions.matchesOwn(this.pathOf(node))));
+    if (node.excluded) this.touch(to);
+    else this.entriesChanged(to);
     return replaced;
   }
 
@@ -179,8 +209,9 @@ export class Overlay {
     this.markChanged(node);
   }
 
-  /** The node's own entry differs from base from now on. */
+  /** The node's own entry differs from base from now on (no mark for an excluded node). */
   markChanged(node: Node): void {
+    if (node.excluded) return;
     node.changedEpoch = this.epoch;
     this.propagate(node.parent);
   }
@@ -188,6 +219,7 @@ export class Overlay {
   /** A directory's set of entries changed: its mtime/ctime, its own mark and its tree's. */
   entriesChanged(dir: DirNode): void {
     dir.mtimeNs = dir.ctimeNs = this.now();
+    if (dir.excluded) return;
     dir.changedEpoch = this.epoch;
     this.propagate(dir);
   }
@@ -208,8 +240,35 @@ export class Overlay {
     this.inodes.set(node.ino, node);
     dir.children!.set(name, node);
     node.parent = dir;
+    node.excluded = dir.excluded || (!this.exclusions.empty && this.exclusions.matchesOwn(this.pathOf(node)));
+    if (node.excluded) return this.touch(dir);
     node.changedEpoch = this.epoch;
     this.entriesChanged(dir);
+  }
+
+  /** An entry of dir changed that no snapshot records (an excluded one): times only. */
+  private touch(dir: DirNode): void {
+    dir.mtimeNs = dir.ctimeNs = this.now();
+  }
+
+  /**
+   * Set the excluded flag of a moved node and of everything materialized below it (exclusion
+   * depends on the path). A node that stops being excluded had no change marks while it was:
+   * it is marked now, with its materialized subtree, so the next snapshot captures all of it
+   * (directories never materialized still hold their committed tree, which is exact).
+   */
+  private reclassify(node: Node, excluded: boolean): void {
+    const was = node.excluded;
+    node.excluded = excluded;
+    if (was && !excluded) {
+      node.changedEpoch = this.epoch;
+      if (node.kind === 'dir' && node.children) node.treeEpoch = this.epoch;
+    }
+    if (node.kind !== 'dir' || !node.children || (this.exclusions.empty && was === excluded)) return;
+    const dirPath = this.pathOf(node);
+    for (const [name, child] of node.children) {
+      this.reclassify(child, excluded || this.exclusions.matchesOwn(`${dirPath}/${name}`));
+    }
   }
 
   private allocIno(): number {

@@ -430,6 +430,7 @@ export class Prefetcher {
       if ('node' in d && d.node.children) {
         for (const [name, n] of d.node.children) {
           const path = join(d.path, name);
+          if (n.excluded) continue; // local-only: nothing there roams, nothing to fetch
           if (n.kind === 'dir') this.dirs.push({ path, node: n });
           else if (n.kind === 'file' && n.content.kind === 'base' && n.content.map.size > 0) {
             this.walked.push({ path, size: n.content.map.size, chunks: n.content.map.chunks, node: n, map: n.content.map });
@@ -440,8 +441,10 @@ export class Prefetcher {
       const tree = 'node' in d ? (d.node.base?.type === 'dir' ? d.node.base.tree : null) : d.tree;
       if (!tree) return;
       const entries = await this.o.loader.loadTree(tree);
+      const exclusions = this.o.overlay.exclusions;
       for (const e of entries) {
         const path = join(d.path, e.name);
+        if (exclusions.matchesOwn(path)) continue; // hidden by the mount (excluded paths start empty)
         if (e.type === 'dir') this.dirs.push({ path, tree: e.tree });
         else if (e.type === 'file' && e.size > 0) this.walked.push({ path, size: e.size, chunks: e.chunks });
       }

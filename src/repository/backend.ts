@@ -76,6 +76,20 @@ export interface Backend {
   readState(user: string, name: string): Promise<Buffer | null>;
   /** Replace a per-user state document atomically and durably. Idempotent. */
   writeState(user: string, name: string, data: Uint8Array): Promise<void>;
+  /**
+   * Names of the user's state documents, sorted; [] for an unknown user. A document being
+   * replaced (writeState) is listed; temp files never are. Used by leases (src/repository/lease.ts).
+   */
+  listState(user: string): Promise<string[]>;
+  /**
+   * Create a state document with exactly these bytes, atomically and exclusively (link(2) of a
+   * durable temp file, like createRef): true when created and durable, false when the name
+   * already existed (whoever wrote it). Not retry-safe blindly: after an ambiguous failure, read
+   * the document back to learn whether it is ours.
+   */
+  createState(user: string, name: string, data: Uint8Array): Promise<boolean>;
+  /** Remove a state document; absent is not an error. */
+  deleteState(user: string, name: string): Promise<void>;
 
   /** The storage's notion of now (ms), e.g. the mtime of a freshly written file. */
   storageNow(): Promise<number>;

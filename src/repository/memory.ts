@@ -123,6 +123,22 @@ export class MemoryBackend implements Backend {
     this.state.set(`${user}/${name}`, Buffer.from(data));
   }
 
+  async listState(user: string): Promise<string[]> {
+    const prefix = `${user}/`;
+    return [...this.state.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();
+  }
+
+  async createState(user: string, name: string, data: Uint8Array): Promise<boolean> {
+    const key = `${user}/${name}`;
+    if (this.state.has(key)) return false;
+    this.state.set(key, Buffer.from(data));
+    return true;
+  }
+
+  async deleteState(user: string, name: string): Promise<void> {
+    this.state.delete(`${user}/${name}`);
+  }
+
   async storageNow(): Promise<number> {
     return this.clock.now();
   }

@@ -358,6 +358,40 @@ export class PosixBackend implements Backend {
     }
   }
 
+  async listState(user: string): Promise<string[]> {
+    try {
+      const names = await fsp.readdir(path.join(this.userDir(user), 'state'));
+      return names.filter((n) => /^[a-z0-9][a-z0-9._-]*$/.test(n)).sort();
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw ioError(`list state of ${user}`, err);
+    }
+  }
+
+  async createState(user: string, name: string, data: Uint8Array): Promise<boolean> {
+    const final = this.statePath(user, name);
+    await fsp.mkdir(path.dirname(final), { recursive: true, mode: DIR_MODE });
+    const tmp = await this.writeTemp(data);
+    try {
+      await fsp.link(tmp, final);
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') return false;
+      throw ioError(`create state ${user}/${name}`, err);
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+    await fsyncDir(path.dirname(final));
+    return true;
+  }
+
+  async deleteState(user: string, name: string): Promise<void> {
+    try {
+      await fsp.rm(this.statePath(user, name), { force: true });
+    } catch (err) {
+      throw ioError(`delete state ${user}/${name}`, err);
+    }
+  }
+
   async storageNow(): Promise<number> {
     const tmp = await this.writeTemp(Buffer.alloc(0));
     try {

@@ -23,6 +23,14 @@ import type { UpperFile } from '../overlay/upper.js';
  * after the instant wait until that file has been read and chunked; writes already in flight
  * finish first and are part of the snapshot. Other files and directories stay fully usable.
  *
+ * Exclusions (src/core/exclusions.ts): excluded nodes are left out of the trees and of the
+ * change list — never chunked, frozen or uploaded. The overlay gives them no change marks, so
+ * they never make the snapshotter dirty. Committed entries at excluded paths (hidden by the
+ * mount) are carried through unchanged in the trees (DirNode.hidden) and never appear in the
+ * change list: commits leave whatever the repository holds there alone (another desktop may
+ * exclude less), and snapshot trees stay equal to the committed ones, so the merge sees no
+ * phantom change (a deleted directory is deleted, hidden entries and all).
+ *
  * Crash points, in order: objects written to the local store -> syncfs barrier -> log batch
  * (synced). A crash before the batch leaves no trace but unreferenced cache objects; after it,
  * the snapshot is durable and recovery mounts it.
@@ -108,7 +116,11 @@ export class Snapshotter {
     const time = this.d.now();
     const dirs: CapturedDir[] = [];
     for (const { path, dir } of overlay.changedDirs(since)) {
-      dirs.push({ path, node: dir, attrs: this.attrsOf(dir), children: [...dir.children!].map(([name, node]) => this.capture(name, node, since)) });
+      const children: Captured[] = [];
+      for (const [name, node] of dir.children!) if (!node.excluded) children.push(this.capture(name, node, since));
+      // Committed entries hidden by an exclusion stay in the tree as they are (see DirNode.hidden).
+      for (const e of dir.hidden ?? []) if (!dir.children!.has(e.name) || dir.children!.get(e.name)!.excluded) children.push({ name: e.name, node: dir, kind: 'reuse', entry: e });
+      dirs.push({ path, node: dir, attrs: this.attrsOf(dir), children });
     }
     // ---- end of the instant ----
     let bytesChunked = 0;
@@ -273,7 +285,10 @@ export class Snapshotter {
           changes.push({ op: 'put', path: join(e.name), entry: e });
         }
       }
-      for (const name of before.keys()) changes.push({ op: 'delete', path: join(name) });
+      for (const name of before.keys()) {
+        // Hidden at mount (excluded), not deleted: the change list never mentions excluded paths.
+        if (!this.d.overlay.exclusions.matchesOwn(join(name))) changes.push({ op: 'delete', path: join(name) });
+      }
     };
     const rootCap = dirs[0];
     if (rootCap && next.tree !== prev.tree) await walk(rootCap, prev.tree, '');

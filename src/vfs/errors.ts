@@ -10,6 +10,7 @@ export type LogFn = (line: string) => void;
  */
 export function toFsError(err: unknown, op: string, path: string, log: LogFn): FsError {
   if (err instanceof FsError) return err;
+  if (isRoamfsError(err, 'QUOTA_EXCEEDED')) return new FsError('EDQUOT', `${op} ${path}: ${err.message}`, { cause: err });
   if (isRoamfsError(err, 'NO_SPACE')) return new FsError('ENOSPC', `${op} ${path}: no space`, { cause: err });
   const code = errnoCode(err);
   if (code === 'ENOSPC' || code === 'EDQUOT') return new FsError(code as Errno, `${op} ${path}: ${code}`, { cause: err });

@@ -2,6 +2,7 @@ import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Clock } from '../core/clock.js';
+import { Exclusions } from '../core/exclusions.js';
 import type { ObjectId } from '../core/hash.js';
 import { BaseReader } from '../base/base-reader.js';
 import { ChunkLoader } from '../base/chunk-loader.js';
@@ -11,6 +12,7 @@ import { IdMap } from '../overlay/ids.js';
 import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
 import { Overlay } from '../overlay/overlay.js';
 import { UpperStore } from '../overlay/upper.js';
+import { Usage, countTree, type QuotaLimits } from '../overlay/usage.js';
 import type { Commit, Ref, RootRef } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
 import { rootEntry } from '../repository/walk.js';
@@ -42,6 +44,10 @@ export interface OverlayVfsOptions {
   readahead?: boolean;
   /** Background fetches at once (default 4). */
   backgroundFetches?: number;
+  /** Local-only paths (hidden in the committed tree, never snapshotted); default none. */
+  exclusions?: Exclusions;
+  /** Soft / hard limits of the profile's size (see src/overlay/usage.ts); default none. */
+  quota?: QuotaLimits;
 }
 
 export interface VfsStats {
@@ -123,14 +129,32 @@ export class OverlayVfs implements Vfs {
     const commit = commitId ? await loader.loadCommit(commitId) : null;
     const root = opts.snapshot?.root ?? commit?.root ?? null;
     const ids = root ? new IdMap(root.uid, root.gid, opts.uid, opts.gid) : new IdMap(opts.uid, opts.gid, opts.uid, opts.gid);
-    const overlay = new Overlay(loader, opts.clock, ids, root ? rootEntry(root) : null, {
-      perm: 0o700,
-      mtimeNs: BigInt(opts.clock.now()) * 1_000_000n,
-    });
+    const overlay = new Overlay(
+      loader,
+      opts.clock,
+      ids,
+      root ? rootEntry(root) : null,
+      { perm: 0o700, mtimeNs: BigInt(opts.clock.now()) * 1_000_000n },
+      { exclusions: opts.exclusions ?? Exclusions.NONE, usage: new Usage(opts.quota) },
+    );
     await overlay.children(overlay.root);
     const reader = new BaseReader(loader, { readahead: opts.readahead ?? true });
     const content = new ContentStore(overlay, reader, upper);
     return new OverlayVfs(overlay, loader, content, reader, path.resolve(opts.cacheDir), opts.log ?? (() => {}), ref, commitId, commit, root);
+  }
+
+  /**
+   * Count the size of the mounted tree for the quota (trees only, no contents; see
+   * src/overlay/usage.ts). Resolves when done; throws when a tree cannot be loaded.
+   */
+  async countUsage(): Promise<void> {
+    const usage = this.overlay.usage;
+    if (usage.baseCount === 'counting' || usage.baseCount === 'done') return;
+    if (!this.baseRoot) {
+      usage.baseCount = 'done';
+      return;
+    }
+    await countTree((id) => this.loader.loadTree(id), this.baseRoot.tree, this.overlay.exclusions, usage);
   }
 
   stats(): VfsStats {

@@ -179,9 +179,12 @@ export interface MountedHome {
 
 const execPath = process.execPath;
 
-/** The environment of the CLI and the programs a test runs: no colours, no TTY progress. */
+/**
+ * The environment of the CLI and the programs a test runs: no colours, no TTY progress, and
+ * no configuration file (this machine's /etc/roamfs/roamfs.json must not change the tests).
+ */
 export function cliEnv(runDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ROAMFS_RUN_DIR: runDir, NO_COLOR: '1', FORCE_COLOR: '0' };
+  const env: NodeJS.ProcessEnv = { ...process.env, ROAMFS_RUN_DIR: runDir, ROAMFS_CONFIG: '/dev/null', NO_COLOR: '1', FORCE_COLOR: '0' };
   delete env.NODE_OPTIONS;
   return env;
 }

@@ -26,7 +26,16 @@ test('status lists every home: user, state, background load, cache, pending and 
   await h.cliOk('import', h.repo, 'bob', srcB);
   const mpB = path.join(h.base, 'home-bob');
   await fsp.mkdir(mpB);
-  await h.cliOk('mount', h.repo, 'bob', mpB, '--cache', path.join(h.base, 'cache-bob'), '--snapshot-interval', 'off', '--prefetch-delay', 'off');
+  const noRepo = await h.cli('mount', 'bob', mpB);
+  t.is(noRepo.code, 1);
+  t.is(noRepo.stderr.trim(), 'roamfs: no repository: give REPO, or set "repository" in /etc/roamfs/roamfs.json or ROAMFS_REPO');
+  // USER MOUNTPOINT alone: the repository comes from the configuration (here the environment).
+  h.env.ROAMFS_REPO = h.repo;
+  try {
+    await h.cliOk('mount', 'bob', mpB, '--cache', path.join(h.base, 'cache-bob'), '--snapshot-interval', 'off', '--prefetch-delay', 'off');
+  } finally {
+    delete h.env.ROAMFS_REPO;
+  }
 
   await fsp.writeFile(h.p('new.txt'), 'new');
   await h.cliOk('snapshot', h.mountpoint);
