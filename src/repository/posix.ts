@@ -11,6 +11,24 @@ export const CONFIG_FILE = 'roamfs-repository.json';
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 
+/**
+ * readFile, retried on ESTALE: on NFS and GlusterFS a file that another client replaced by
+ * rename (two writers publishing the same object) invalidates handles opened just before.
+ * The content under the name is the same immutable object, so reading it again is correct.
+ */
+async function readStable(p: string): Promise<Buffer> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fsp.readFile(p);
+    } catch (err) {
+      const code = errnoCode(err);
+      if ((code !== 'ESTALE' && (err as { errno?: number }).errno !== -116) || attempt >= 5) throw err;
+      // The client's cached name -> inode mapping is stale until its entry timeout passes.
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+    }
+  }
+}
+
 /** Zero-padded so that lexical order is numeric order. */
 export function refName(seq: number): string {
   return String(seq).padStart(12, '0');
@@ -145,7 +163,7 @@ export class PosixBackend implements Backend {
 
   async getObject(id: ObjectId): Promise<Buffer> {
     try {
-      return await fsp.readFile(this.objPath(id));
+      return await readStable(this.objPath(id));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new RoamfsError('MISSING_OBJECT', `missing object ${id}`);
       throw ioError(`read object ${id}`, err);
@@ -167,23 +185,30 @@ export class PosixBackend implements Backend {
     const perObject = this.durable && (await this.mode()) === 'object';
     const tmp = await this.writeTemp(data, perObject);
     const dir = path.dirname(final);
+    // Publish with link(2), not rename(2): an object that another writer published meanwhile
+    // is never replaced, so readers on NFS/GlusterFS never hold a handle to a replaced inode
+    // (ESTALE). EEXIST simply means the same bytes are already there.
+    let written = true;
     try {
       try {
-        await fsp.rename(tmp, final);
+        await fsp.link(tmp, final);
       } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') throw err;
-        // The fan-out directory does not exist yet (repositories create them lazily).
-        await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
-          if (errnoCode(e) !== 'EEXIST') throw e;
-        });
-        await fsp.rename(tmp, final);
+        if (errnoCode(err) === 'EEXIST') written = false;
+        else if (errnoCode(err) === 'ENOENT') {
+          // The fan-out directory does not exist yet (repositories made before it was pre-created).
+          await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
+            if (errnoCode(e) !== 'EEXIST') throw e;
+          });
+          await fsp.link(tmp, final);
+        } else throw err;
       }
       if (perObject) await fsyncDir(dir);
       else this.unsynced = true;
-      return true;
+      return written;
     } catch (err) {
-      await fsp.rm(tmp, { force: true }).catch(() => {});
       throw ioError(`store object ${id}`, err);
+    } finally {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
     }
   }
 
@@ -299,7 +324,7 @@ export class PosixBackend implements Backend {
 
   async readRef(user: string, seq: number): Promise<Buffer | null> {
     try {
-      return await fsp.readFile(path.join(this.userDir(user), 'refs', refName(seq)));
+      return await readStable(path.join(this.userDir(user), 'refs', refName(seq)));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return null;
       throw ioError(`read ref ${user}/${seq}`, err);
@@ -338,7 +363,7 @@ export class PosixBackend implements Backend {
 
   async readState(user: string, name: string): Promise<Buffer | null> {
     try {
-      return await fsp.readFile(this.statePath(user, name));
+      return await readStable(this.statePath(user, name));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return null;
       throw ioError(`read state ${user}/${name}`, err);
