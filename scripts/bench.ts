@@ -18,13 +18,14 @@
  */
 import * as path from 'node:path';
 import * as os from 'node:os';
-import { mkdir, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile, access } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { dropCaches } from './lib/bench-util.js';
+import { dropCaches, mountsUnder } from './lib/bench-util.js';
 import { startupFiles, parseSize } from './gen-profile.js';
 import {
   ALL_SECTIONS,
+  alive,
   type Config,
   GiB,
   MiB,
@@ -123,6 +124,25 @@ async function preflight(): Promise<void> {
   }
 }
 
+/**
+ * Scratch directories of earlier runs that died without cleaning up (SIGKILL, power loss): their
+ * pid file names a process that is gone. Unmount whatever is still mounted there, then remove
+ * them. A run that is alive (another `npm run bench` right now) is left alone.
+ */
+async function clearStaleRuns(): Promise<void> {
+  const names = await readdir(benchDir).catch(() => [] as string[]);
+  for (const n of names.filter((x) => x.startsWith('run-'))) {
+    const dir = path.join(benchDir, n);
+    const pid = Number((await readFile(path.join(dir, 'pid'), 'utf8').catch(() => '')).trim());
+    if (pid > 0 && alive(pid)) continue;
+    for (const mp of await mountsUnder(dir)) {
+      log(`stale run ${n}: unmounting ${mp}`);
+      await sh('fusermount', ['-u', '-z', mp]).catch(() => sh('umount', ['-l', mp]).catch(() => {}));
+    }
+    if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function machine(): Promise<Record<string, unknown>> {
   const q = (cmd: string, args: string[]) => sh(cmd, args).then((s) => s.trim(), () => '?');
   const disk = await q('findmnt', ['-no', 'SOURCE,FSTYPE', '-T', benchDir]);
@@ -161,11 +181,10 @@ cleanup.addRoot(cfg.runDir);
 try {
   await preflight();
   meta = await machine();
+  await clearStaleRuns();
   await mkdir(cfg.runDir, { recursive: true });
+  await writeFile(path.join(cfg.runDir, 'pid'), `${process.pid}\n`);
   await freezeApp(path.join(cfg.runDir, 'app'));
-  // Stale mounts of an interrupted earlier run (only under .bench/).
-  cleanup.addRoot(benchDir);
-  await cleanup.all();
 
   const profile = await ensureProfile(benchDir, cfg.profile.seed, cfg.profile.sizeArg, cfg.profile.files);
   const repo = path.join(cfg.runDir, 'repo');
