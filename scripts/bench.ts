@@ -176,7 +176,10 @@ const sectionSeconds: Record<string, number> = {};
 let ctx: Ctx | undefined;
 let exitCode = 0;
 
-installSignalHandlers();
+installSignalHandlers(async (why) => {
+  await finish(why);
+  if (!cfg.keep) await rm(cfg.runDir, { recursive: true, force: true }).catch(() => {});
+});
 cleanup.addRoot(cfg.runDir);
 try {
   await preflight();
@@ -254,67 +257,73 @@ try {
   if (!cfg.keep) await rm(cfg.runDir, { recursive: true, force: true }).catch(() => {});
 }
 
-meta.seconds = (Date.now() - started) / 1000;
-meta.loadavgEnd = os.loadavg();
-const report: string[] = [];
-if (ctx) {
-  const mb = (b: number) => `${Math.round(b / MiB)} MiB`;
-  const h = (s: string) => report.push(`\n### ${s}\n`);
-  report.push(
-    `machine: ${meta.nproc} x ${meta.cpu}, ${(Number(meta.memory) / GiB).toFixed(1)} GiB RAM, Linux ${meta.kernel}, Debian ${meta.os}, disk ${meta.disk} (${meta.diskInfo}); ` +
-      `node ${meta.node}, ${meta.rclone}, ${meta.fuseOverlayfs}, sqlite ${String(meta.sqlite3).split(' ')[0]}; roamfs ${meta.roamfsCommit}${meta.roamfsDirty ? ' + uncommitted changes' : ''}`,
-    `date: ${meta.date}; command: \`${meta.command}\`; took ${(Number(meta.seconds) / 60).toFixed(1)} min; ${cfg.rounds} rounds; load average at start ${(meta.loadavg as number[]).map((x) => x.toFixed(1)).join(' ')}, at end ${(meta.loadavgEnd as number[]).map((x) => x.toFixed(1)).join(' ')}`,
-    `profile: ${cfg.profile.sizeArg} / ${cfg.profile.files} files (seed ${cfg.profile.seed}); cells: median over rounds (ratio: median of per-round ratios to the reference in the same round)`,
-  );
-  if (sections.includes('login')) {
-    h('Login (cold page cache): time to a working `ls -la`, then to read the 20 startup files (ratio to native ext4)');
-    report.push(loginTable(rec));
+async function finish(aborted: string | null): Promise<void> {
+  meta.seconds = (Date.now() - started) / 1000;
+  meta.loadavgEnd = os.loadavg();
+  const report: string[] = [];
+  if (ctx) {
+    const mb = (b: number) => `${Math.round(b / MiB)} MiB`;
+    const h = (s: string) => report.push(`\n### ${s}\n`);
+    report.push(
+      `machine: ${meta.nproc} x ${meta.cpu}, ${(Number(meta.memory) / GiB).toFixed(1)} GiB RAM, Linux ${meta.kernel}, Debian ${meta.os}, disk ${meta.disk} (${meta.diskInfo}); ` +
+        `node ${meta.node}, ${meta.rclone}, ${meta.fuseOverlayfs}, sqlite ${String(meta.sqlite3).split(' ')[0]}; roamfs ${meta.roamfsCommit}${meta.roamfsDirty ? ' + uncommitted changes' : ''}`,
+      `date: ${meta.date}; command: \`${meta.command}\`; took ${(Number(meta.seconds) / 60).toFixed(1)} min; ${cfg.rounds} rounds; load average at start ${(meta.loadavg as number[]).map((x) => x.toFixed(1)).join(' ')}, at end ${(meta.loadavgEnd as number[]).map((x) => x.toFixed(1)).join(' ')}`,
+      `profile: ${cfg.profile.sizeArg} / ${cfg.profile.files} files (seed ${cfg.profile.seed}); cells: median over rounds (ratio: median of per-round ratios to the reference in the same round)`,
+    );
+    if (sections.includes('login')) {
+      h('Login (cold page cache): time to a working `ls -la`, then to read the 20 startup files (ratio to native ext4)');
+      report.push(loginTable(rec));
+    }
+    if (sections.includes('storm')) {
+      h(`Login storm: ${cfg.storm.users} users at once, ${cfg.storm.sizeArg} / ${cfg.storm.files} files each (half identical), ratio to native \`ls -la\``);
+      report.push(stormTable(rec, cfg));
+    }
+    if (sections.includes('workloads')) {
+      h(`File workloads (ratio to native ext4 in the same round; roamfs with --prefetch-delay off)`);
+      report.push(workloadTable(ctx, 'workloads', WORKLOAD_SYSTEMS));
+      h('Where roamfs spends its time: FUSE ops per workload (status --json `fuse`, mean per round)');
+      report.push(fuseTable(ctx, 'workloads'));
+    }
+    if (sections.includes('logout')) {
+      h(`Logout after writing ${mb(cfg.logoutBytes)} / nothing (2 GiB profile; issue 4 target: roamfs logout <= 1.5x raw copy)`.replace('2 GiB profile', `${cfg.profile.sizeArg} profile`));
+      report.push(logoutTable(rec, cfg));
+      h('Where a roamfs logout spends its time (medians, from the daemon log)');
+      report.push(logoutPhasesTable(rec, cfg));
+    }
+    if (sections.includes('delta')) {
+      h('Delta upload');
+      report.push(deltaTable(rec, cfg));
+    }
+    if (sections.includes('memory')) {
+      h(`Daemon memory, ${cfg.profile.sizeArg} / ${cfg.profile.files}-file profile (${memoryRounds} round${memoryRounds > 1 ? 's' : ''})`);
+      report.push(memoryTable(rec));
+    }
+    if (sections.includes('snapcost')) {
+      const sw = WORKLOADS.filter((w) => w.id.startsWith('sf-'));
+      h('Snapshot cost: small-file workload, roamfs --snapshot-interval 1s vs off');
+      report.push(snapcostTable(ctx, sw));
+      h('FUSE ops, --snapshot-interval 1s');
+      report.push(fuseTable(ctx, 'snapcost', 'roamfs snap 1s', sw));
+    }
+    if (rec.notes.length) {
+      h('Notes');
+      report.push(rec.notes.map((n) => `- ${n}`).join('\n'));
+    }
+    if (rec.errors.length) {
+      h('Errors');
+      report.push(rec.errors.map((e) => `- ${e.section} / ${e.system} / ${e.what} (round ${e.round + 1}): ${e.message}`).join('\n'));
+    }
+    report.push(`\nsection times: ${Object.entries(sectionSeconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}`);
   }
-  if (sections.includes('storm')) {
-    h(`Login storm: ${cfg.storm.users} users at once, ${cfg.storm.sizeArg} / ${cfg.storm.files} files each (half identical), ratio to native \`ls -la\``);
-    report.push(stormTable(rec, cfg));
-  }
-  if (sections.includes('workloads')) {
-    h(`File workloads (ratio to native ext4 in the same round; roamfs with --prefetch-delay off)`);
-    report.push(workloadTable(ctx, 'workloads', WORKLOAD_SYSTEMS));
-    h('Where roamfs spends its time: FUSE ops per workload (status --json `fuse`, mean per round)');
-    report.push(fuseTable(ctx, 'workloads'));
-  }
-  if (sections.includes('logout')) {
-    h(`Logout after writing ${mb(cfg.logoutBytes)} / nothing (2 GiB profile; issue 4 target: roamfs logout <= 1.5x raw copy)`.replace('2 GiB profile', `${cfg.profile.sizeArg} profile`));
-    report.push(logoutTable(rec, cfg));
-    h('Where a roamfs logout spends its time (medians, from the daemon log)');
-    report.push(logoutPhasesTable(rec, cfg));
-  }
-  if (sections.includes('delta')) {
-    h('Delta upload');
-    report.push(deltaTable(rec, cfg));
-  }
-  if (sections.includes('memory')) {
-    h(`Daemon memory, ${cfg.profile.sizeArg} / ${cfg.profile.files}-file profile (${memoryRounds} round${memoryRounds > 1 ? 's' : ''})`);
-    report.push(memoryTable(rec));
-  }
-  if (sections.includes('snapcost')) {
-    const sw = WORKLOADS.filter((w) => w.id.startsWith('sf-'));
-    h('Snapshot cost: small-file workload, roamfs --snapshot-interval 1s vs off');
-    report.push(snapcostTable(ctx, sw));
-    h('FUSE ops, --snapshot-interval 1s');
-    report.push(fuseTable(ctx, 'snapcost', 'roamfs snap 1s', sw));
-  }
-  if (rec.notes.length) {
-    h('Notes');
-    report.push(rec.notes.map((n) => `- ${n}`).join('\n'));
-  }
-  if (rec.errors.length) {
-    h('Errors');
-    report.push(rec.errors.map((e) => `- ${e.section} / ${e.system} / ${e.what} (round ${e.round + 1}): ${e.message}`).join('\n'));
-  }
-  report.push(`\nsection times: ${Object.entries(sectionSeconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}`);
+  if (aborted) report.push(`\n**aborted (${aborted}): partial results**`);
+  const text = report.join('\n');
+  console.log(text);
+  await mkdir(path.dirname(outFile), { recursive: true });
+  await writeFile(outFile, JSON.stringify({ meta, config: cfg, sectionSeconds, raw: rec.data, details: rec.extra, errors: rec.errors, notes: rec.notes }, null, 1));
+  await writeFile(outFile.replace(/\.json$/, '') + '.md', text + '\n');
+  log(`raw numbers: ${outFile} (tables: ${outFile.replace(/\.json$/, '')}.md)`);
 }
-const text = report.join('\n');
-console.log(text);
-await mkdir(path.dirname(outFile), { recursive: true });
-await writeFile(outFile, JSON.stringify({ meta, config: cfg, sectionSeconds, raw: rec.data, details: rec.extra, errors: rec.errors, notes: rec.notes }, null, 1));
-await writeFile(outFile.replace(/\.json$/, '') + '.md', text + '\n');
-log(`raw numbers: ${outFile} (tables: ${outFile.replace(/\.json$/, '')}.md)`);
+
+await finish(null);
 process.exit(exitCode);
+

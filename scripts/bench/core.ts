@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { median, mountsUnder, sleep, waitFor, type ProcIo, parseProcIo } from '../lib/bench-util.js';
 
@@ -89,7 +89,12 @@ export interface ExecOpts {
   /** Kill the command (SIGKILL) after this long and reject. */
   timeoutMs?: number;
   input?: string;
+  /** Run even while aborting (cleanup's own commands). */
+  duringCleanup?: boolean;
 }
+
+/** Set by a signal: no new commands start (except cleanup's), so the main flow unwinds. */
+let aborting = false;
 
 /** The informative part of a stderr: error lines first (a Node stack trace ends with noise), then the end. */
 function errSummary(err: string): string {
@@ -102,6 +107,10 @@ function errSummary(err: string): string {
 /** Run a command; resolve with stdout, reject with stderr on a non-zero exit. */
 export function sh(cmd: string, args: string[], o: ExecOpts = {}): Promise<string> {
   return new Promise((resolve, reject) => {
+    if (aborting && !o.duringCleanup) {
+      reject(new Error(`not running ${cmd}: the benchmark is being aborted`));
+      return;
+    }
     const p = spawn(cmd, args, { cwd: o.cwd, env: o.env ?? process.env, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     children.add(p);
     let out = '';
@@ -190,7 +199,7 @@ export async function killPid(pid: number, graceMs = 5000): Promise<void> {
 type MountKind = 'kernel' | 'fuse' | 'roamfs';
 
 class Cleanup {
-  private readonly mounts = new Map<string, { kind: MountKind; pid?: number }>();
+  private readonly mounts = new Map<string, { kind: MountKind; pid?: number; pidFile?: string }>();
   private readonly pids = new Set<number>();
   private roots: string[] = [];
   private running: Promise<void> | null = null;
@@ -198,8 +207,10 @@ class Cleanup {
   addRoot(dir: string): void {
     this.roots.push(dir);
   }
-  trackMount(mp: string, kind: MountKind, pid?: number): void {
-    this.mounts.set(mp, pid === undefined ? { kind } : { kind, pid });
+  /** pidFile: where the daemon writes its pid once started (roamfs: CACHE/lock), for a daemon
+   * that is still starting when we are interrupted. */
+  trackMount(mp: string, kind: MountKind, pid?: number, pidFile?: string): void {
+    this.mounts.set(mp, { kind, ...(pid === undefined ? {} : { pid }), ...(pidFile === undefined ? {} : { pidFile }) });
   }
   untrackMount(mp: string): void {
     this.mounts.delete(mp);
@@ -218,6 +229,10 @@ class Cleanup {
       const mounts = [...this.mounts.entries()].reverse();
       for (const [mp, m] of mounts) {
         log(`cleanup: unmounting ${mp}`);
+        if (!m.pid && m.pidFile) {
+          const pid = Number((await readFile(m.pidFile, 'utf8').catch(() => '')).trim());
+          if (pid > 0 && alive(pid)) m.pid = pid;
+        }
         if (m.kind === 'roamfs' && m.pid && alive(m.pid)) {
           // SIGTERM: the daemon flushes, unmounts and exits by itself.
           try {
@@ -259,11 +274,12 @@ export const cleanup = new Cleanup();
 async function forceUnmount(mp: string, kind: MountKind): Promise<void> {
   const mounted = async () => (await mountsUnder(mp).catch(() => [] as string[])).includes(mp);
   if (!(await mounted())) return;
-  if (kind !== 'kernel') await sh('fusermount', ['-u', mp], { timeoutMs: 10_000 }).catch(() => {});
-  else await sh('umount', [mp], { timeoutMs: 10_000 }).catch(() => {});
+  const c = { timeoutMs: 10_000, duringCleanup: true };
+  if (kind !== 'kernel') await sh('fusermount', ['-u', mp], c).catch(() => {});
+  else await sh('umount', [mp], c).catch(() => {});
   if (!(await mounted())) return;
-  if (kind !== 'kernel') await sh('fusermount', ['-u', '-z', mp], { timeoutMs: 10_000 }).catch(() => {});
-  if (await mounted()) await sh('umount', ['-l', mp], { timeoutMs: 10_000 }).catch(() => {});
+  if (kind !== 'kernel') await sh('fusermount', ['-u', '-z', mp], c).catch(() => {});
+  if (await mounted()) await sh('umount', ['-l', mp], c).catch(() => {});
 }
 
 export async function unmountTracked(mp: string, kind: MountKind): Promise<void> {
@@ -273,14 +289,22 @@ export async function unmountTracked(mp: string, kind: MountKind): Promise<void>
 
 let handlersInstalled = false;
 /** Clean up on SIGINT/SIGTERM/SIGHUP and on an uncaught error, then exit. */
-export function installSignalHandlers(): void {
+export function installSignalHandlers(afterCleanup?: (why: string) => Promise<void>): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
+  let bailing = false;
   const bail = (why: string, code: number) => {
+    if (bailing) return;
+    bailing = true;
+    aborting = true;
     log(`${why}: cleaning up`);
-    const hard = setTimeout(() => process.exit(code), 120_000);
+    const hard = setTimeout(() => process.exit(code), 180_000);
     hard.unref();
-    void cleanup.all().finally(() => process.exit(code));
+    void cleanup
+      .all()
+      .then(() => afterCleanup?.(why))
+      .catch((e) => console.error(e))
+      .finally(() => process.exit(code));
   };
   process.on('SIGINT', () => bail('SIGINT', 130));
   process.on('SIGTERM', () => bail('SIGTERM', 143));
@@ -322,6 +346,7 @@ export class Recorder {
     (this.extra[section] ??= []).push(item);
   }
   error(section: string, system: string, round: number, what: string, e: unknown): void {
+    if (aborting) return; // the consequences of the abort itself are not results
     const message = e instanceof Error ? e.message : String(e);
     this.errors.push({ section, system, round, what, message });
     log(`ERROR ${section}/${system}/${what} round ${round + 1}: ${message}`);

@@ -80,7 +80,7 @@ async function stopFuseDaemon(mp: string, pid: number, waitMs: number): Promise<
   let lastErr: unknown = null;
   for (let i = 0; i < 20 && (await isMountPoint(mp)); i++) {
     try {
-      await sh('fusermount', ['-u', mp], { timeoutMs: 60_000 });
+      await sh('fusermount', ['-u', mp], { timeoutMs: 60_000, duringCleanup: true });
       lastErr = null;
     } catch (e) {
       lastErr = e;
@@ -89,7 +89,7 @@ async function stopFuseDaemon(mp: string, pid: number, waitMs: number): Promise<
   }
   if (lastErr && (await isMountPoint(mp))) {
     log(`fusermount -u ${mp} kept failing (${(lastErr as Error).message}); lazy unmount`);
-    await sh('fusermount', ['-u', '-z', mp], { timeoutMs: 60_000 }).catch(() => {});
+    await sh('fusermount', ['-u', '-z', mp], { timeoutMs: 60_000, duringCleanup: true }).catch(() => {});
   }
   if (!(await waitExit(pid, waitMs))) await killPid(pid);
   await unmountTracked(mp, 'fuse');
@@ -159,7 +159,7 @@ export async function login(cfg: Config, system: SystemName, s: LoginSpec): Prom
       if (!s.roamfs) throw new Error('roamfs login needs a repository and a user');
       const mp = await mountpoint(s.scratch);
       const cache = path.join(s.scratch, 'cache');
-      cleanup.trackMount(mp, 'roamfs');
+      cleanup.trackMount(mp, 'roamfs', undefined, path.join(cache, 'lock'));
       await roamfs(cfg, ['mount', s.roamfs.repo, s.roamfs.user, mp, '--cache', cache, ...(s.roamfs.args ?? [])], { timeoutMs: 10 * 60_000 });
       const st = await roamfsStatus(cfg, mp);
       const pid = st.pid;
