@@ -19,7 +19,7 @@
 import * as path from 'node:path';
 import * as os from 'node:os';
 import { mkdir, readFile, readdir, rm, writeFile, access } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { dropCaches, mountsUnder } from './lib/bench-util.js';
 import { startupFiles, parseSize } from './gen-profile.js';
@@ -178,7 +178,8 @@ let exitCode = 0;
 
 installSignalHandlers(async (why) => {
   await finish(why);
-  if (!cfg.keep) await rm(cfg.runDir, { recursive: true, force: true }).catch(() => {});
+  // Synchronously, right before the exit: the main flow, still unwinding, cannot recreate it.
+  if (!cfg.keep && (await mountsUnder(cfg.runDir)).length === 0) rmSync(cfg.runDir, { recursive: true, force: true });
 });
 cleanup.addRoot(cfg.runDir);
 try {
