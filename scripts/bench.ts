@@ -1,7 +1,7 @@
 /**
  * roamfs side by side with its peers (issue 5). Run as root on a machine with /dev/fuse:
  *
- *   npm run bench                 # full: 2 GiB / 50,000-file profile, 3 rounds (~40 min)
+ *   npm run bench                 # full: 2 GiB / 50,000-file profile, 3 rounds (~30 min)
  *   npm run bench -- --quick      # small sizes, 3 rounds (~3-4 min)
  *
  * Options: --rounds N, --sections login,storm,workloads,logout,delta,memory,snapcost,
@@ -26,6 +26,7 @@ import { startupFiles, parseSize } from './gen-profile.js';
 import {
   ALL_SECTIONS,
   alive,
+  waitExit,
   type Config,
   GiB,
   MiB,
@@ -135,11 +136,22 @@ async function clearStaleRuns(): Promise<void> {
     const dir = path.join(benchDir, n);
     const pid = Number((await readFile(path.join(dir, 'pid'), 'utf8').catch(() => '')).trim());
     if (pid > 0 && alive(pid)) continue;
+    // Its roamfs daemons (their control-socket records name them): the run is garbage, SIGKILL.
+    const recs = path.join(dir, 'roamfs-run');
+    for (const r of (await readdir(recs).catch(() => [] as string[])).filter((x) => x.endsWith('.json'))) {
+      const dpid = Number((JSON.parse(await readFile(path.join(recs, r), 'utf8').catch(() => '{}')) as { pid?: number }).pid);
+      const cmd = await readFile(`/proc/${dpid}/cmdline`, 'utf8').catch(() => '');
+      if (dpid > 0 && cmd.includes(dir)) {
+        log(`stale run ${n}: killing roamfs daemon ${dpid}`);
+        process.kill(dpid, 'SIGKILL');
+        await waitExit(dpid, 5000);
+      }
+    }
     for (const mp of await mountsUnder(dir)) {
       log(`stale run ${n}: unmounting ${mp}`);
       await sh('fusermount', ['-u', '-z', mp]).catch(() => sh('umount', ['-l', mp]).catch(() => {}));
     }
-    if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true });
+    if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true, maxRetries: 5 }).catch((e) => log(`stale run ${n}: ${(e as Error).message}`));
   }
 }
 

@@ -19,6 +19,10 @@ export interface Workload {
   /** Returns seconds; `before` runs untimed first (cache drops). */
   cold?: boolean;
   run: (ctx: Ctx, w: WorkDirs) => Promise<number>;
+  /** Untimed set-up, before the cache drop and the FUSE counters are read. */
+  before?: (ctx: Ctx, w: WorkDirs) => Promise<unknown>;
+  /** Untimed clean-up, after the FUSE counters were read (so its ops are not counted). */
+  after?: (ctx: Ctx, w: WorkDirs) => Promise<unknown>;
 }
 
 interface WorkDirs {
@@ -56,11 +60,8 @@ export const WORKLOADS: Workload[] = [
   {
     id: 'seq-read-warm',
     label: () => 'seq read warm',
-    run: async (_c, w) => {
-      const t = await wall(() => sh('dd', [`if=${path.join(w.dir, 'seq.bin')}`, 'of=/dev/null', 'bs=1M']));
-      await sh('rm', ['-f', path.join(w.dir, 'seq.bin')]);
-      return t;
-    },
+    run: (_c, w) => wall(() => sh('dd', [`if=${path.join(w.dir, 'seq.bin')}`, 'of=/dev/null', 'bs=1M'])),
+    after: (_c, w) => sh('rm', ['-f', path.join(w.dir, 'seq.bin')]),
   },
   { id: 'sf-create', label: (c) => `create ${c.cfg.smallFiles} x 4 KiB`, run: (c, w) => smallFiles('create', path.join(w.dir, 'sf'), c.cfg.smallFiles) },
   { id: 'sf-stat', label: (c) => `stat ${c.cfg.smallFiles} cold (readdir+lstat)`, cold: true, run: (c, w) => smallFiles('stat', path.join(w.dir, 'sf'), c.cfg.smallFiles) },
@@ -81,13 +82,15 @@ export const WORKLOADS: Workload[] = [
   {
     id: 'sqlite',
     label: (c) => `sqlite WAL ${c.cfg.sqliteTx} INSERT tx`,
-    run: async (c, w) => {
+    before: (_c, w) => sh('sqlite3', ['-batch', '-bail', path.join(w.dir, 'bench.sqlite')], { input: 'PRAGMA journal_mode=WAL;\nCREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);\n' }),
+    run: (c, w) => {
       const db = path.join(w.dir, 'bench.sqlite');
-      await sh('sqlite3', ['-batch', '-bail', db], { input: 'PRAGMA journal_mode=WAL;\nCREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);\n' });
       const sql = 'PRAGMA journal_mode=WAL;\n' + 'INSERT INTO t(v) VALUES(randomblob(200));\n'.repeat(c.cfg.sqliteTx);
-      const t = await wall(() => sh('sqlite3', ['-batch', '-bail', db], { input: sql, timeoutMs: 30 * 60_000 }));
-      await sh('rm', ['-f', db, `${db}-wal`, `${db}-shm`]);
-      return t;
+      return wall(() => sh('sqlite3', ['-batch', '-bail', db], { input: sql, timeoutMs: 30 * 60_000 }));
+    },
+    after: (_c, w) => {
+      const db = path.join(w.dir, 'bench.sqlite');
+      return sh('rm', ['-f', db, `${db}-wal`, `${db}-shm`]);
     },
   },
   { id: 'rm-rf', label: (c) => `rm -rf the ${c.cfg.gitFiles}-file checkout`, run: (_c, w) => wall(() => sh('rm', ['-rf', path.join(w.dir, 'checkout')])) },
@@ -144,6 +147,7 @@ export async function runWorkloadRound(ctx: Ctx, round: number, o: WorkloadRunOp
       await mkdir(w.dir);
       for (const wl of o.workloads) {
         try {
+          await wl.before?.(ctx, w);
           if (wl.cold) await cold(ctx);
           const before = home.status ? (await home.status()).fuse : undefined;
           const t = await wl.run(ctx, w);
@@ -152,6 +156,7 @@ export async function runWorkloadRound(ctx: Ctx, round: number, o: WorkloadRunOp
             const ops = diffOps(before, (await home.status()).fuse);
             rec.add(o.section, { round, system: s.name, workload: wl.id, seconds: t, ops });
           }
+          await wl.after?.(ctx, w);
           log(`${o.section} r${round + 1} ${s.name} ${wl.id}: ${t.toFixed(3)} s`);
         } catch (e) {
           rec.set(o.section, wl.id, s.name, round, null);

@@ -98,16 +98,6 @@ export async function procMem(pid: number): Promise<{ hwm: number; rss: number }
   }
 }
 
-/**
- * Run `cmd args` as the child of a small sh that, once it has been waited for, prints its own
- * /proc/<pid>/io: the kernel adds a reaped child's I/O counters to its parent's, so the numbers
- * are those of the command (and all its descendants). stdout of the command is discarded.
- */
-export async function runIo(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ProcIo> {
-  const out = await run('sh', ['-c', '"$@" >/dev/null || exit $?; exec cat /proc/$$/io', 'sh', cmd, ...args], opts);
-  return parseProcIo(out);
-}
-
 /** Mount points (absolute paths) at or below dir, deepest first, from /proc/self/mountinfo. */
 export async function mountsUnder(dir: string): Promise<string[]> {
   const { readFile } = await import('node:fs/promises');
