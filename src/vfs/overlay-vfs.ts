@@ -18,7 +18,7 @@ import type { Repository } from '../repository/repository.js';
 import { rootEntry } from '../repository/walk.js';
 import { toFsError, type LogFn } from './errors.js';
 import { assertNewName, isBelow, splitVfsPath } from './paths.js';
-import { FsError, type Attr, type Caller, type DirEntry, type StatFs, type TimeSpec, type Vfs } from './types.js';
+import { FsError, statfsOf, type Attr, type Caller, type DirEntry, type StatFs, type TimeSpec, type Vfs } from './types.js';
 
 export interface OverlayVfsOptions {
   /** The shared repository (reads are verified there). */
@@ -240,18 +240,7 @@ export class OverlayVfs implements Vfs {
 
   async statfs(): Promise<StatFs> {
     try {
-      const s = await fsp.statfs(this.cacheDir);
-      return {
-        bsize: s.bsize,
-        frsize: s.bsize,
-        blocks: s.blocks,
-        bfree: s.bfree,
-        bavail: s.bavail,
-        files: s.files,
-        ffree: s.ffree,
-        favail: s.ffree,
-        namemax: 255,
-      };
+      return await statfsOf(this.cacheDir);
     } catch (err) {
       throw toFsError(err, 'statfs', '/', this.log);
     }

@@ -108,3 +108,10 @@ export interface Vfs {
   listxattr(path: string): Promise<string[]>;
   removexattr(path: string, name: string): Promise<void>;
 }
+
+/** StatFs of the local file system holding `dir` (used by every Vfs backed by a local directory). */
+export async function statfsOf(dir: string): Promise<StatFs> {
+  const { statfs } = await import('node:fs/promises');
+  const s = await statfs(dir);
+  return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: 255 };
+}

@@ -14,7 +14,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-import { FsError } from '../../src/vfs/types.js';
+import { FsError, statfsOf } from '../../src/vfs/types.js';
 import type { Attr, Caller, DirEntry, Errno, StatFs, TimeSpec, Vfs } from '../../src/vfs/types.js';
 
 const execFileP = promisify(execFile);
@@ -270,18 +270,7 @@ export class PassthroughVfs implements Vfs {
 
   statfs(): Promise<StatFs> {
     return this.op('statfs', null, async () => {
-      const s = await fs.statfs(this.root);
-      return {
-        bsize: s.bsize,
-        frsize: s.bsize,
-        blocks: s.blocks,
-        bfree: s.bfree,
-        bavail: s.bavail,
-        files: s.files,
-        ffree: s.ffree,
-        favail: s.ffree,
-        namemax: 255,
-      };
+      return statfsOf(this.root);
     });
   }
 
