@@ -1,5 +1,4 @@
 import { constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { Exclusions } from '../core/exclusions.js';
