@@ -130,7 +130,9 @@ async function renameHammer(t: ExecutionContext, size: number, versions: number)
     readerA.call<RenameReadStats>('renameReader', { target, untilFile: until }),
     readerB.call<RenameReadStats>('renameReader', { target: path.join(d.b, 'doc'), untilFile: path.join(d.b, 'writer-done') }),
   ]);
-  const wr = await w.call<{ done: number }>('renameWriter', { target, tmpDir: d.a, size, first: 1, versions });
+  // Spread over 4 s: GlusterFS's client caches (md-cache, quick-read) may serve one version for up
+  // to a second on the other mount, and a writer done in less than that could go unseen there.
+  const wr = await w.call<{ done: number }>('renameWriter', { target, tmpDir: d.a, size, first: 1, versions, spanMs: 4_000 });
   await fsp.writeFile(until, '');
   const [sa, sb] = await reads;
   t.is(wr.done, versions);

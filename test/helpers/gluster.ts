@@ -805,10 +805,16 @@ async function workerOp(r: Req, held: Map<string, fsp.FileHandle>): Promise<Reco
       return { results, late };
     }
     case 'renameWriter': {
-      // Replace `target` `versions` times: temp + fsync + rename, as writeState does.
+      // Replace `target` `versions` times: temp + fsync + rename, as writeState does. With
+      // `spanMs`, the replacements are spread over at least that long (a version every
+      // spanMs/versions ms), so readers elsewhere get to see several of them through their caches.
       const size = n('size');
+      const gapMs = r['spanMs'] === undefined ? 0 : n('spanMs') / n('versions');
+      const t0 = Date.now();
       let done = 0;
       for (let v = n('first'); v < n('first') + n('versions'); v++) {
+        const due = t0 + done * gapMs;
+        if (Date.now() < due) await new Promise((res) => setTimeout(res, due - Date.now()));
         const tmp = path.join(s('tmpDir'), `w-${v}.tmp`);
         const h = await fsp.open(tmp, 'wx', 0o600);
         await h.writeFile(versionBytes(v, size));
