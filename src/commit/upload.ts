@@ -1,3 +1,4 @@
+import { isRoamfsError } from '../core/errors.js';
 import type { ObjectId } from '../core/hash.js';
 import { TYPE_CHUNK, TYPE_TREE, type TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
@@ -8,6 +9,11 @@ import type { Change } from '../repository/edit.js';
  * the chunks of put files and, for put directories, their whole subtree. Verified on the way
  * (local read checks the hash; the repository re-derives the id from the bytes). Idempotent:
  * objects already present are only touched (which protects them from a concurrent gc).
+ *
+ * An object missing from the local store is committed content that this session never read (a
+ * directory moved or copied whole without being listed, a file renamed without being opened):
+ * the repository must have it, and it is touched there (trees are read from the repository to
+ * reach everything below them). Absent from both: MISSING_OBJECT.
  */
 export async function uploadChanges(
   local: Repository,
@@ -20,7 +26,13 @@ export async function uploadChanges(
   async function copy(id: ObjectId, type: typeof TYPE_CHUNK | typeof TYPE_TREE): Promise<void> {
     if (done.has(id)) return;
     done.add(id);
-    const payload = await local.getObject(id, type);
+    let payload: Buffer;
+    try {
+      payload = await local.getObject(id, type);
+    } catch (err) {
+      if (isRoamfsError(err, 'MISSING_OBJECT') && (await remote.touchObject(id))) return;
+      throw err;
+    }
     const { written } = await remote.putObject(type, payload);
     if (written) {
       stat.objects++;
@@ -32,7 +44,8 @@ export async function uploadChanges(
     if (e.type === 'file') for (const c of e.chunks) await copy(c.id, TYPE_CHUNK);
     else if (e.type === 'dir') {
       if (done.has(e.tree)) return;
-      for (const child of await local.getTree(e.tree)) await entry(child);
+      const children = await local.getTree(e.tree).catch((err: unknown) => (isRoamfsError(err, 'MISSING_OBJECT') ? remote.getTree(e.tree) : Promise.reject(err)));
+      for (const child of children) await entry(child);
       await copy(e.tree, TYPE_TREE);
     }
   }

@@ -36,6 +36,12 @@ export interface Backend {
    */
   putObject(id: ObjectId, data: Uint8Array): Promise<boolean>;
   /**
+   * Refresh an existing object's mtime without its bytes (the "touch" of putObject, for an
+   * object that a new commit references again): true when it exists and was touched, false when
+   * absent. Retry-safe.
+   */
+  touchObject(id: ObjectId): Promise<boolean>;
+  /**
    * Make every object put so far durable (for backends that batch durability; a no-op for
    * those that make each object durable in putObject). The Repository calls it before it
    * creates a ref, so a ref never names an object that a crash could lose.

@@ -44,12 +44,14 @@ export class MemoryBackend implements Backend {
     return Buffer.from(o.data);
   }
 
-  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+  async touchObject(id: ObjectId): Promise<boolean> {
     const o = this.objects.get(id);
-    if (o) {
-      o.mtimeMs = this.clock.now();
-      return false;
-    }
+    if (o) o.mtimeMs = this.clock.now();
+    return o !== undefined;
+  }
+
+  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+    if (await this.touchObject(id)) return false;
     this.stats.objectWrites++;
     this.objects.set(id, { data: Buffer.from(data), mtimeMs: this.clock.now() });
     return true;

@@ -170,18 +170,23 @@ export class PosixBackend implements Backend {
     }
   }
 
-  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
-    const final = this.objPath(id);
+  async touchObject(id: ObjectId): Promise<boolean> {
     const now = new Date();
     try {
-      await fsp.utimes(final, now, now); // exists: touch it so a running gc keeps it
-      // Another process (maybe one that was killed) may have written it without a sync yet: the
-      // ref we are about to create must not reach it before a barrier.
-      if (this.durable && (await this.mode()) === 'barrier') this.unsynced = true;
-      return false;
+      await fsp.utimes(this.objPath(id), now, now); // so that a running gc keeps it
     } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);
+      if (errnoCode(err) === 'ENOENT') return false;
+      throw ioError(`touch object ${id}`, err);
     }
+    // Another process (maybe one that was killed) may have written it without a sync yet: the
+    // ref we are about to create must not reach it before a barrier.
+    if (this.durable && (await this.mode()) === 'barrier') this.unsynced = true;
+    return true;
+  }
+
+  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+    const final = this.objPath(id);
+    if (await this.touchObject(id)) return false; // exists: touched
     const perObject = this.durable && (await this.mode()) === 'object';
     const tmp = await this.writeTemp(data, perObject);
     const dir = path.dirname(final);

@@ -109,6 +109,19 @@ export class Repository {
     return { id, written };
   }
 
+  /**
+   * Touch an object that a new commit references again without having its bytes at hand (see
+   * Backend.touchObject); false when the repository does not have it.
+   */
+  async touchObject(id: ObjectId): Promise<boolean> {
+    const now = this.clock.now();
+    const seen = this.known.get(id);
+    if (seen !== undefined && now - seen < KNOWN_TTL_MS) return true;
+    const present = await this.backend.touchObject(id);
+    if (present) this.known.set(id, now);
+    return present;
+  }
+
   /** Read an object, verify it against its name and type, return the payload. */
   async getObject(id: ObjectId, type: ObjectType): Promise<Buffer> {
     const data = await this.backend.getObject(id);

@@ -190,6 +190,29 @@ function suite(kindName: string, makeKit: KitFactory) {
     t.deepEqual(await b.getObject(id), data);
   });
 
+  test(title('touchObject refreshes an existing object\'s mtime without its bytes; false when absent'), async (t) => {
+    const { kit } = await setup(t);
+    const b = kit.backend;
+    const data = Buffer.concat([Buffer.of(TYPE_CHUNK), randomBuffer('touch', 100)]);
+    const id = sha256(data);
+    t.false(await b.touchObject(id), 'absent');
+    t.is(await b.statObject(id), null, 'a touch never creates');
+    t.true(await b.putObject(id, data));
+    const old = Date.now() - 3 * 3_600_000;
+    await kit.setObjectMtime(id, old);
+    const before = await b.storageNow();
+    t.true(await b.touchObject(id));
+    t.true((await b.statObject(id))!.mtimeMs >= before - 2000);
+    t.deepEqual(await b.getObject(id), data, 'content unchanged');
+    // Through a Repository on another handle: touched once, then remembered.
+    await kit.setObjectMtime(id, old);
+    const repo2 = await Repository.open(kit.other());
+    t.true(await repo2.touchObject(id));
+    t.true((await b.statObject(id))!.mtimeMs >= before - 2000);
+    await b.deleteObject(id);
+    t.false(await (await Repository.open(kit.other())).touchObject(id), 'gone: a fresh process sees it absent');
+  });
+
   test(title('trash/restore/emptyTrash: the quarantine gc relies on'), async (t) => {
     const { kit, repo } = await setup(t);
     const b = kit.backend;

@@ -88,6 +88,27 @@ test('a snapshot records creates, edits, renames and deletes; commit makes the h
   t.deepEqual(normaliseLinks(await modelOfTree(remote, head.root)), normaliseLinks(expected));
 });
 
+test('a directory renamed and a file renamed without ever being read are committed (objects touched in the repository, no content fetched)', async (t) => {
+  const { vfs, snap, commit, remote, clock } = await setup(t);
+  const before = await modelOfTree(remote, (await remote.getCommit((await remote.requireHead('alice')).commit)).root);
+  clock.advance(1000);
+  const readsBefore = vfs.stats().remoteObjects;
+  await vfs.rename('/dir', '/moved'); // never listed: its tree is only in the repository
+  await vfs.rename('/top.txt', '/renamed.txt'); // never opened
+  t.truthy(await snap.snapshotOnce());
+  await commit();
+  // Only the root tree was read at mount; the rename, the snapshot and the upload read nothing.
+  t.is(vfs.stats().remoteObjects, readsBefore);
+  const after = await modelOfTree(remote, (await remote.getCommit((await remote.requireHead('alice')).commit)).root);
+  const want: Model = {};
+  for (const [k, v] of Object.entries(before)) {
+    if (k === 'top.txt') want['renamed.txt'] = v;
+    else if (k === 'dir' || k.startsWith('dir/')) want[`moved${k.slice(3)}`] = v;
+    else want[k] = v;
+  }
+  t.deepEqual(after, want);
+});
+
 test('writes issued after the snapshot instant are not in it, and open handles keep working', async (t) => {
   const { vfs, snap, commit, remote, clock } = await setup(t);
   clock.advance(1000);
