@@ -99,10 +99,16 @@ export class Overlay {
   async children(dir: DirNode): Promise<Map<string, Node>> {
     if (dir.children) return dir.children;
     return this.materializing.run(dir.ino, async () => {
-      const base = dir.base;
-      if (!base || base.type !== 'dir') throw new Error(`directory ${dir.ino} has neither children nor a base tree`);
-      const entries = await this.loader.loadTree(base.tree);
-      if (dir.children) return dir.children; // cannot happen today; cheap insurance
+      let base = dir.base;
+      let entries: TreeEntry[];
+      for (;;) {
+        if (!base || base.type !== 'dir') throw new Error(`directory ${dir.ino} has neither children nor a base tree`);
+        entries = await this.loader.loadTree(base.tree);
+        if (dir.children) return dir.children; // cannot happen today; cheap insurance
+        // Another desktop's changes were picked up meanwhile (adoptBase): load the new tree.
+        if (dir.base === base) break;
+        base = dir.base;
+      }
       const map = new Map<string, Node>();
       // Committed entries at excluded paths are hidden; below a directory that was moved
       // into an excluded area, everything is the user's data and shows (excluded).
@@ -222,6 +228,58 @@ export class Overlay {
     if (dir.excluded) return;
     dir.changedEpoch = this.epoch;
     this.propagate(dir);
+  }
+
+  // ---- picking up another desktop's committed changes (src/snapshot/rebase.ts) ---------------
+
+  /**
+   * Put committed entry `entry` at `dir/name` in place of what is there (null: remove it),
+   * without change marks and without touching the directory's times: this is not a change of
+   * this session, the new base says so. A replaced or removed node is detached like an unlinked
+   * one (an open file keeps its content for its handles), with everything materialized below it.
+   * The size change of a replaced file goes to the quota's running total; that of a directory
+   * is the caller's (it knows the sizes of both trees). Synchronous; `dir` is materialized.
+   */
+  adoptEntry(dir: DirNode, name: string, entry: TreeEntry | null): void {
+    const old = dir.children!.get(name);
+    if (old) {
+      dir.children!.delete(name);
+      if (old.kind === 'file') this.usage.change(-old.size);
+      this.detachTree(old);
+    }
+    if (!entry) return;
+    const node = this.fromEntry({ ...entry, name });
+    node.parent = dir;
+    node.excluded = dir.excluded;
+    dir.children!.set(name, node);
+    if (node.kind === 'file') this.usage.change(node.size);
+  }
+
+  /**
+   * A node's committed entry is now `entry` (same kind; a directory: its tree may differ, and
+   * if it was never listed it will list the new tree). With `ownAttrs`, also take the entry's
+   * mode, owner, times and xattrs (the session did not change them). No change marks.
+   */
+  adoptBase(node: Node, entry: TreeEntry, ownAttrs: boolean): void {
+    node.base = entry;
+    if (!ownAttrs) return;
+    const a = this.attrsOf(entry);
+    node.perm = a.perm;
+    node.uid = a.uid;
+    node.gid = a.gid;
+    node.atimeNs = a.atimeNs;
+    node.mtimeNs = a.mtimeNs;
+    node.ctimeNs = a.ctimeNs;
+    node.xattrs = a.xattrs;
+  }
+
+  /** Unlink a node and everything materialized below it (files still open stay reachable by their handles). */
+  private detachTree(node: Node): void {
+    node.parent = null;
+    node.unlinked = true;
+    node.ctimeNs = this.now();
+    if (node.kind !== 'file' || node.openCount === 0) this.inodes.delete(node.ino);
+    if (node.kind === 'dir') for (const child of node.children?.values() ?? []) this.detachTree(child);
   }
 
   get nodeCount(): number {

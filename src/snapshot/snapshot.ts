@@ -11,6 +11,7 @@ import type { Overlay } from '../overlay/overlay.js';
 import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
 import type { Release } from '../overlay/gate.js';
 import type { UpperFile } from '../overlay/upper.js';
+import { rebase, type RebaseResult } from './rebase.js';
 
 /**
  * Snapshots: freeze the overlay at one instant into a complete profile tree in the local object
@@ -71,15 +72,16 @@ export interface SnapshotResult {
 export class Snapshotter {
   /** Changes marked with an epoch <= this are in the last durable snapshot (or the base). */
   private doneEpoch = 0;
-  private running: Promise<SnapshotResult | null> | null = null;
+  /** The step running now (a snapshot or a rebase): they never overlap. */
+  private running: Promise<unknown> | null = null;
   /** The profile root of the last durable snapshot (or of the mounted commit). */
   private prevRoot: RootRef;
 
   constructor(
     private readonly d: SnapshotterDeps,
     baseRoot: RootRef,
-    /** The repository commit the mount was based on (recorded in each snapshot). */
-    private readonly baseCommit: ObjectId,
+    /** The repository commit the overlay's base comes from (recorded in each snapshot; moved by rebaseOnto). */
+    private baseCommit: ObjectId,
     private nextSeq: number,
   ) {
     this.prevRoot = baseRoot;
@@ -95,10 +97,35 @@ export class Snapshotter {
     return this.prevRoot;
   }
 
+  /** The repository commit the overlay's base comes from. */
+  get baseCommitId(): ObjectId {
+    return this.baseCommit;
+  }
+
   /** Take one snapshot (serialized: a call while one runs waits for it and then runs). Null when nothing changed. */
-  async snapshotOnce(): Promise<SnapshotResult | null> {
+  snapshotOnce(): Promise<SnapshotResult | null> {
+    return this.serialized(() => this.take());
+  }
+
+  /**
+   * Pick up a newer committed root (other desktops' work, merged with ours): see rebase.ts.
+   * Serialized with snapshots. `nothingPending` is asked inside the serialization: unless every
+   * snapshot is committed, nothing happens (null), because pending snapshots are merged against
+   * the base they were taken on.
+   */
+  rebaseOnto(to: RootRef, commit: ObjectId, nothingPending: () => Promise<boolean>): Promise<RebaseResult | null> {
+    return this.serialized(async () => {
+      if (!(await nothingPending())) return null;
+      const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo }, this.prevRoot, to, this.doneEpoch);
+      this.prevRoot = r.root;
+      this.baseCommit = commit;
+      return r;
+    });
+  }
+
+  private async serialized<T>(step: () => Promise<T>): Promise<T> {
     while (this.running) await this.running.catch(() => {});
-    const p = this.take();
+    const p = step();
     this.running = p;
     try {
       return await p;

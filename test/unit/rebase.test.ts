@@ -1,0 +1,238 @@
+/**
+ * Picking up another desktop's commits (src/snapshot/rebase.ts): two "desktops" share one
+ * repository, each with its own overlay, change log and snapshotter. What the other committed
+ * appears at every path this one did not change since its last snapshot; its own changes stay
+ * and the next commit merges them (conflict copies, edits beat deletes).
+ */
+import test, { type ExecutionContext } from 'ava';
+import { constants as C } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ManualClock } from '../../src/core/clock.js';
+import { MemoryBackend } from '../../src/repository/memory.js';
+import { Repository } from '../../src/repository/repository.js';
+import type { TreeEntry } from '../../src/repository/objects.js';
+import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
+import { openDb } from '../../src/store/db.js';
+import { ChangeLog } from '../../src/changelog/changelog.js';
+import { Snapshotter } from '../../src/snapshot/snapshot.js';
+import { commitOnce } from '../../src/commit/committer.js';
+import { Exclusions } from '../../src/core/exclusions.js';
+import { modelOfTree, modelOfVfs, normaliseLinks, type Model } from '../helpers/profile-model.js';
+
+const T0 = 1_700_000_000_000_000_000n;
+
+async function repoWithProfile(clock: ManualClock) {
+  const remote = await Repository.init(new MemoryBackend(clock));
+  const f = async (name: string, content: string): Promise<TreeEntry> => {
+    const b = Buffer.from(content);
+    return { name, type: 'file', mode: 0o644, uid: 1000, gid: 1000, mtimeNs: T0, size: b.length, chunks: b.length ? [{ id: (await remote.putChunk(b)).id, size: b.length }] : [] };
+  };
+  const dir = async (name: string, entries: TreeEntry[]): Promise<TreeEntry> => ({ name, type: 'dir', tree: await remote.putTree(entries), mode: 0o755, uid: 1000, gid: 1000, mtimeNs: T0 });
+  const root = {
+    tree: await remote.putTree([
+      await f('notes.txt', 'notes v1'),
+      await f('todo.txt', 'todo v1'),
+      await dir('docs', [await f('a.txt', 'a v1'), await f('b.txt', 'b v1'), await dir('deep', [await f('x', 'x v1')])]),
+      await dir('lazy', [await f('one', 'one v1')]),
+      await dir('.cache', [await f('junk', 'junk v1')]),
+    ]),
+    mode: 0o700, uid: 1000, gid: 1000, mtimeNs: T0,
+  };
+  const c = await remote.putCommit({ parents: [], root, time: 1, host: 'h0', session: 's0', message: 'import', stats: { files: 0, bytes: 0 } });
+  await remote.moveHead('alice', null, c, { time: 1, host: 'h0', session: 's0' });
+  return remote;
+}
+
+type Desktop = Awaited<ReturnType<typeof desktop>>;
+
+async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClock, host: string, exclude: string[] = []) {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `roamfs-rebase-${host}-`));
+  const vfs = await OverlayVfs.open({ remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, uid: 1000, gid: 1000, exclusions: new Exclusions(exclude) });
+  const db = await openDb(path.join(dir, 'log'));
+  const log = new ChangeLog(db);
+  t.teardown(async () => {
+    await vfs.close();
+    await db.close();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+  const snap = new Snapshotter({ overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log, now: () => clock.now() }, vfs.baseCommit!.root, vfs.baseCommitId!, 1);
+  return {
+    vfs,
+    log,
+    snap,
+    /** Snapshot and commit (merging onto whatever the head is). */
+    async sync() {
+      await snap.snapshotOnce();
+      return commitOnce({ local: vfs.loader.cache.repo, remote, log, user: 'alice', logId: host, host, session: host, clock });
+    },
+    /** Pick up the head, as the profile's snapshot loop does once nothing is pending. */
+    async pickUp() {
+      const head = await remote.requireHead('alice');
+      const c = await remote.getCommit(head.commit);
+      return snap.rebaseOnto(c.root, head.commit, async () => (await log.pending()).length === 0);
+    },
+    write: (p: string, s: string) => writeFile(vfs, p, s),
+    read: (p: string) => readFile(vfs, p),
+  };
+}
+
+async function writeFile(vfs: OverlayVfs, p: string, s: string) {
+  const fh = await vfs.create(p, 0o644, C.O_WRONLY | C.O_CREAT | C.O_TRUNC);
+  await vfs.write(fh, Buffer.from(s), Buffer.byteLength(s), 0);
+  await vfs.release(fh);
+}
+
+async function readFile(vfs: OverlayVfs, p: string): Promise<string> {
+  const a = await vfs.getattr(p);
+  const fh = await vfs.open(p, C.O_RDONLY);
+  const buf = Buffer.alloc(a.size);
+  await vfs.read(fh, buf, a.size, 0);
+  await vfs.release(fh);
+  return buf.toString();
+}
+
+async function headModel(remote: Repository): Promise<Model> {
+  const c = await remote.getCommit((await remote.requireHead('alice')).commit);
+  return normaliseLinks(await modelOfTree(remote, c.root));
+}
+
+const contents = (m: Model) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.startsWith('f ') ? Buffer.from(v.split(' ')[3]!, 'base64').toString() : v.split(' ')[0]!]));
+
+test('a desktop that changed nothing shows exactly what the other committed, and stays clean', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  await a.read('/docs/a.txt'); // A has listed docs/ and read a file; lazy/ and docs/deep/ never listed
+  clock.advance(60_000);
+  await b.write('/notes.txt', 'notes v2 from B');
+  await b.vfs.unlink('/todo.txt');
+  await b.write('/docs/new.txt', 'new from B');
+  await b.vfs.rename('/docs/b.txt', '/docs/b-renamed.txt');
+  await b.write('/docs/deep/x', 'x v2 from B');
+  await b.write('/lazy/two', 'two from B');
+  await b.vfs.mkdir('/projects', 0o750);
+  await b.write('/projects/p', 'p from B');
+  await b.vfs.chmod('/docs', 0o711);
+  t.truthy(await b.sync());
+
+  const reads = a.vfs.stats().remoteObjects;
+  const r = (await a.pickUp())!;
+  t.truthy(r);
+  t.deepEqual(r.kept, []);
+  t.true(r.adopted.includes('notes.txt') && r.adopted.includes('todo.txt') && r.adopted.includes('projects') && r.adopted.includes('docs'));
+  // Trees only: docs/ and the root from both sides; never-listed lazy/ costs nothing until listed.
+  t.true(a.vfs.stats().remoteObjects - reads <= 6, `${a.vfs.stats().remoteObjects - reads} objects read`);
+  t.false(a.snap.dirty, 'picking up is not a change of this session');
+  t.deepEqual(normaliseLinks(await modelOfVfs(a.vfs)), await headModel(remote));
+  t.is(await a.read('/lazy/two'), 'two from B');
+
+  // A works on top; its commit lands without conflicts and equals what A shows.
+  clock.advance(60_000);
+  await a.write('/docs/new.txt', 'new, edited on A');
+  const ra = (await a.sync())!;
+  t.deepEqual(ra.conflicts, []);
+  t.deepEqual(await headModel(remote), normaliseLinks(await modelOfVfs(a.vfs)));
+});
+
+test('paths this desktop changed since its last snapshot are kept; the next commit merges them with conflict copies', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  clock.advance(60_000);
+  await b.write('/notes.txt', 'notes from B');
+  await b.write('/docs/a.txt', 'a from B');
+  await b.vfs.unlink('/todo.txt');
+  await b.write('/docs/b.txt', 'b from B');
+  t.truthy(await b.sync());
+  clock.advance(1_000);
+  // Meanwhile on A, not yet snapshotted: an edit of a file B edited too, an edit of one B
+  // deleted, a delete of one B edited, and a file of its own.
+  await a.write('/notes.txt', 'notes from A');
+  await a.write('/todo.txt', 'todo from A');
+  await a.vfs.unlink('/docs/b.txt');
+  await a.write('/mine.txt', 'mine');
+  const r = (await a.pickUp())!;
+  t.deepEqual([...r.kept].sort(), ['docs/b.txt', 'notes.txt', 'todo.txt']);
+  t.is(await a.read('/notes.txt'), 'notes from A', 'own change kept');
+  t.is(await a.read('/docs/a.txt'), 'a from B', 'untouched path picked up');
+  t.is(await a.read('/todo.txt'), 'todo from A');
+  t.is(((await t.throwsAsync(a.vfs.getattr('/docs/b.txt'))) as { errno?: string }).errno, 'ENOENT');
+
+  const rc = (await a.sync())!;
+  const final = contents(await headModel(remote));
+  t.is(final['notes.txt'], 'notes from A', 'the later commit takes the path');
+  const copies = Object.keys(final).filter((k) => k.startsWith('notes (conflict deskB '));
+  t.is(copies.length, 1, `one conflict copy of B's version: ${Object.keys(final).join(', ')}`);
+  t.is(final[copies[0]!], 'notes from B');
+  t.is(final['todo.txt'], 'todo from A', 'an edit beats a delete');
+  t.is(final['docs/b.txt'], 'b from B', 'a delete does not beat an edit');
+  t.is(final['docs/a.txt'], 'a from B');
+  t.is(final['mine.txt'], 'mine');
+  t.is(rc.conflicts!.length, 1);
+  t.deepEqual(rc.keptEdits, ['docs/b.txt']);
+  // After the next pick-up A shows the merged profile exactly.
+  await a.pickUp();
+  t.deepEqual(normaliseLinks(await modelOfVfs(a.vfs)), await headModel(remote));
+});
+
+test('a file open on this desktop keeps its content for its handle when the other desktop replaces it', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  const fh = await a.vfs.open('/notes.txt', C.O_RDONLY);
+  clock.advance(60_000);
+  await b.write('/notes.txt', 'a much longer replacement written on B');
+  await b.sync();
+  await a.pickUp();
+  const buf = Buffer.alloc(64);
+  const n = await a.vfs.read(fh, buf, 64, 0);
+  t.is(buf.subarray(0, n).toString(), 'notes v1');
+  await a.vfs.release(fh);
+  t.is(await a.read('/notes.txt'), 'a much longer replacement written on B');
+});
+
+test('excluded paths: the committed entries hidden there follow the repository; local content stays', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA', ['.cache/**']);
+  const b = await desktop(t, remote, clock, 'deskB');
+  await a.write('/.cache/local-only', 'A cache');
+  clock.advance(60_000);
+  await b.write('/.cache/junk', 'junk v2 (B excludes nothing)');
+  await b.write('/docs/a.txt', 'a from B');
+  await b.sync();
+  const r = (await a.pickUp())!;
+  t.deepEqual(r.kept, []);
+  t.is(await a.read('/.cache/local-only'), 'A cache');
+  t.is(((await t.throwsAsync(a.vfs.getattr('/.cache/junk'))) as { errno?: string }).errno, 'ENOENT');
+  t.is(await a.read('/docs/a.txt'), 'a from B');
+  // A's next commit leaves B's cache entry alone.
+  await a.write('/docs/b.txt', 'b from A');
+  const rc = (await a.sync())!;
+  t.deepEqual(rc.conflicts, []);
+  t.is(contents(await headModel(remote))['.cache/junk'], 'junk v2 (B excludes nothing)');
+});
+
+test('nothing is picked up while snapshots are pending: they merge first', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  await a.write('/mine.txt', 'mine');
+  await a.snap.snapshotOnce();
+  await b.write('/notes.txt', 'from B');
+  await b.sync();
+  t.is(await a.pickUp(), null);
+  t.is(await a.read('/notes.txt'), 'notes v1');
+  await commitOnce({ local: a.vfs.loader.cache.repo, remote, log: a.log, user: 'alice', logId: 'deskA', host: 'deskA', session: 'deskA', clock });
+  t.truthy(await a.pickUp());
+  t.is(await a.read('/notes.txt'), 'from B');
+  t.deepEqual(normaliseLinks(await modelOfVfs(a.vfs)), await headModel(remote));
+});
+
+export type { Desktop };
