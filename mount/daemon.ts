@@ -11,6 +11,8 @@ import { errorFields, type Logger } from '../src/core/log.js';
 import { PosixBackend } from '../src/repository/posix.js';
 import { Repository } from '../src/repository/repository.js';
 import { Profile, type ProfileConfig } from '../src/profile.js';
+import { monotonicClock } from '../src/repository/lease.js';
+import { readOnlyVfs } from '../src/vfs/read-only.js';
 import { mountFuse, OpCounters, type FuseMount } from './fuse/mount.js';
 import { serveControl, type MountRecord } from './control.js';
 import { mountAt } from './mountinfo.js';
@@ -52,6 +54,20 @@ async function checkMountpoint(mp: string): Promise<void> {
   const m = await mountAt(mp);
   if (m) throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is busy: ${m.source} (${m.fstype}) is mounted there`);
   if ((await fsp.readdir(mp)).length > 0) throw new RoamfsError('INVALID_ARGUMENT', `mountpoint ${mp} is not empty; roamfs mounts on an empty directory`);
+}
+
+/** This boot of this machine (/proc/sys/kernel/random/boot_id): a dead lease holder here is taken over at once. */
+async function bootId(): Promise<string | null> {
+  return (await fsp.readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim() || null;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
 }
 
 /** One daemon per cache directory: an exclusive flock, released by the kernel if we die. */
@@ -120,6 +136,7 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     let statusOf: (() => ReturnType<Profile['status']>) | null = null;
     const m = new DaemonMetrics({ user: a.user, mountpoint: a.mountpoint }, () => statusOf!(), a.profile.quota);
     metrics = m;
+    let invalidate: ((paths: string[]) => void) | null = null;
     profile = await Profile.open({
       remote,
       user: a.user,
@@ -132,13 +149,19 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
       gid: a.gid,
       config: a.profile,
       observers: m.observers(),
+      pid: process.pid,
+      leaseClock: monotonicClock,
+      bootId: await bootId(),
+      isProcessAlive,
+      onRemoteChange: (paths) => invalidate?.(paths),
     });
     const p = profile;
     statusOf = () => p.status();
     const fuseLog = plog.child({ component: 'fuse' });
     // --debug (level trace): one line per operation with its path, duration and result.
     const trace = fuseLog.isLevelEnabled('trace');
-    fuse = await mountFuse(a.mountpoint, profile.vfs, {
+    fuse = await mountFuse(a.mountpoint, a.profile.readOnly ? readOnlyVfs(profile.vfs) : profile.vfs, {
+      ...(a.profile.readOnly ? { extraOptions: ['ro'] } : {}),
       onActivity: (_op, phase) => p.noteActivity(phase),
       log: (line: string, err?: unknown) => fuseLog.error(err ? errorFields(err) : {}, line),
       counters: new OpCounters(),
@@ -147,6 +170,13 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
         if (trace) fuseLog.trace({ op, path, us: Number(ns / 1000n), result }, 'op');
       },
     });
+    const mounted = fuse;
+    // Another desktop's changes picked up: drop what the kernel caches for them (entries and
+    // attributes expire after 1 s anyway; page caches are checked against mtime/size at open).
+    invalidate = (paths) => {
+      const tops = new Set(paths.map((x) => x.split('/')[0]!));
+      for (const top of tops) void mounted.invalidate(`/${top}`).catch((err) => fuseLog.debug(errorFields(err), 'kernel cache invalidation failed'));
+    };
     log.info({ base: profile.vfs.baseCommitId, recovered: profile.recoveredSnapshots, exclude: a.profile.exclude?.length ?? 0, quota: a.profile.quota }, 'mounted');
     if (a.metrics?.port) metricsServer = await m.serve(a.metrics.address, a.metrics.port, log.child({ component: 'metrics' }));
   } catch (err) {

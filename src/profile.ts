@@ -18,6 +18,8 @@ import { WORKING_SET_WINDOW_MS } from './prefetch/working-set.js';
 import { Exclusions } from './core/exclusions.js';
 import type { QuotaLimits, UsageStatus } from './overlay/usage.js';
 import type { FetchObserver } from './base/chunk-loader.js';
+import { Lease, isLeaseError, type LeaseError, type LeasePolicy } from './repository/lease.js';
+import type { RebaseResult } from './snapshot/rebase.js';
 
 export interface ProfileConfig {
   /** Take a snapshot this often when something changed; null: only on demand and at close. */
@@ -36,6 +38,18 @@ export interface ProfileConfig {
   exclude: readonly string[];
   /** Soft / hard limits of the profile's size (src/overlay/usage.ts). Default none. */
   quota: QuotaLimits;
+  /**
+   * Other desktops of the same user (src/repository/lease.ts, docs/shared-storage.md): policy
+   * 'concurrent' (default: every desktop works, commits merge) or 'exclusive' (a second
+   * read-write login waits up to waitMs, default 1.5 x ttl, then fails naming the holder);
+   * ttlMs: a session whose heartbeats stop for this long is expired (default 30 s).
+   */
+  sessions: { policy: LeasePolicy; ttlMs: number; waitMs: number | null };
+  /**
+   * A read-only session: the mounted head and what other desktops commit, never a snapshot or a
+   * commit (the Vfs refuses changes with EROFS); never waits for or blocks an exclusive lease.
+   */
+  readOnly: boolean;
 }
 
 export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
@@ -46,6 +60,8 @@ export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
   workingSetWindowMs: WORKING_SET_WINDOW_MS,
   exclude: [],
   quota: { softBytes: null, hardBytes: null },
+  sessions: { policy: 'concurrent', ttlMs: 30_000, waitMs: null },
+  readOnly: false,
 };
 
 /**
@@ -75,6 +91,18 @@ export interface ProfileOptions {
   gid: number;
   config?: Partial<ProfileConfig>;
   observers?: ProfileObservers;
+  /** This process, named in the lease documents (default 0). */
+  pid?: number;
+  /** Lease durations are measured with it (default `clock`); the daemon passes a monotonic clock. */
+  leaseClock?: Clock;
+  /** With isProcessAlive: a dead lease holder on this very machine is taken over at once. */
+  bootId?: string | null;
+  isProcessAlive?: (pid: number) => boolean;
+  /**
+   * Paths (profile-relative, '' = root) whose content another desktop changed and this session
+   * picked up: the daemon drops the kernel's caches of them. Must not throw.
+   */
+  onRemoteChange?: (paths: string[]) => void;
 }
 
 export type ProfileState = 'mounted' | 'closing' | 'closed';
@@ -112,8 +140,30 @@ export interface ProfileStatus {
   usage: UsageStatus;
   /** Exclusion patterns in effect. */
   exclude: readonly string[];
-  /** The lease on the profile: a placeholder until leases exist (always null). */
-  lease: null;
+  /** Read-only session (no snapshots, no commits). */
+  readOnly: boolean;
+  /** This session's lease and the other desktops of this user seen at its last heartbeat. */
+  lease: LeaseView | null;
+  /** Commits of other desktops picked up during this session, and the last one. */
+  pickedUp: number;
+  lastPickUp: { commit: ObjectId; time: number; adopted: number; kept: number } | null;
+}
+
+/** The lease part of the status (JSON-friendly). */
+export interface LeaseView {
+  policy: LeasePolicy;
+  mode: 'rw' | 'ro';
+  /** 'lost': another desktop took the exclusive lease over; commits go on through the merge. */
+  state: 'held' | 'lost' | 'released';
+  /** Fencing token of an exclusive lease, else null. */
+  generation: number | null;
+  /** How long this session still trusts its lease without renewing it (ms; <= 0: lapsed). */
+  validForMs: number;
+  /** Renewals that failed in a row. */
+  failures: number;
+  /** The other live sessions of this user (their documents' host, pid, mode). */
+  others: Array<{ host: string; pid: number; session: string; mode: 'rw' | 'ro'; policy: LeasePolicy; exclusive: boolean; sinceHeartbeatMs: number }>;
+  lostReason: string | null;
 }
 
 export interface FlushResult {
@@ -149,6 +199,7 @@ export class Profile {
   /** File system operations started and not ended (noteActivity('start'/'end')). */
   private activeOps = 0;
   private background: BackgroundLoading | null = null;
+  private readonly pickups = { count: 0, last: null as ProfileStatus['lastPickUp'] };
 
   private constructor(
     private readonly o: ProfileOptions,
@@ -159,8 +210,14 @@ export class Profile {
     private readonly snapshotter: Snapshotter,
     private readonly logId: string,
     readonly recoveredSnapshots: number,
+    private readonly lease: Lease | null,
   ) {
     this.lastActivityMs = o.clock.now();
+  }
+
+  /** Read-only session (see ProfileConfig.readOnly). */
+  get readOnly(): boolean {
+    return this.config.readOnly;
   }
 
   static async open(o: ProfileOptions): Promise<Profile> {
@@ -169,12 +226,14 @@ export class Profile {
       ...o.config,
       commit: { ...DEFAULT_COMMIT_POLICY, ...o.config?.commit },
       quota: { ...DEFAULT_PROFILE_CONFIG.quota, ...o.config?.quota },
+      sessions: { ...DEFAULT_PROFILE_CONFIG.sessions, ...o.config?.sessions },
     };
     const log = o.log.child({ component: 'profile' });
     await fsp.mkdir(o.cacheDir, { recursive: true, mode: 0o700 }).catch((e) => {
       throw new RoamfsError('IO', `cannot create cache directory ${o.cacheDir}: ${(e as Error).message}`, { cause: e });
     });
     const db = await openDb(path.join(o.cacheDir, 'log'));
+    let lease: Lease | null = null;
     try {
       const changelog = new ChangeLog(db);
       const owner = await changelog.getMeta<{ user: string; repo: string }>('owner');
@@ -191,6 +250,12 @@ export class Profile {
       let pending = await changelog.pending();
       let shipped = await changelog.shipped();
       let last: (typeof pending)[number] | undefined = pending[pending.length - 1];
+      if (last && config.readOnly) {
+        // A read-only session shows the repository's head; snapshots an earlier read-write
+        // session left in this cache stay in the log for the next read-write login.
+        log.warn({ snapshots: pending.length }, 'read-only: unshipped snapshots in this cache are left for the next read-write login');
+        last = undefined;
+      }
       if (last) {
         // Recovery relies on an intact chain of unshipped snapshots (each holds only the changes
         // since the previous one). Two kinds of damage are recoverable from the repository: the
@@ -207,6 +272,24 @@ export class Profile {
         }
       }
       if (!last) await o.remote.requireHead(o.user); // unknown user: refuse before anything is mounted
+      // Other desktops of this user: register (concurrent), or take the exclusive lease, waiting
+      // for the holder or failing with a message that names it - before anything is mounted.
+      let lostBeforeOpen: LeaseError | null = null;
+      let self: Profile | null = null;
+      lease = await Lease.acquire({
+        backend: o.remote.backend,
+        user: o.user,
+        host: o.host,
+        pid: o.pid ?? 0,
+        session: o.session,
+        clock: o.leaseClock ?? o.clock,
+        mode: config.readOnly ? 'ro' : 'rw',
+        config: { policy: config.sessions.policy, ttlMs: config.sessions.ttlMs, ...(config.sessions.waitMs !== null ? { waitMs: config.sessions.waitMs } : {}) },
+        bootId: o.bootId ?? null,
+        ...(o.isProcessAlive ? { isProcessAlive: o.isProcessAlive } : {}),
+        log: o.log,
+        onLost: (e) => (self ? self.leaseLost(e) : (lostBeforeOpen = e)),
+      });
       // Upper files of earlier sessions are garbage (recovery uses the snapshots in the log and
       // the local store, never upper files); without this they fill the cache disk over time.
       await fsp.rm(path.join(o.cacheDir, 'upper'), { recursive: true, force: true });
@@ -231,7 +314,10 @@ export class Profile {
         vfs.baseCommitId!,
         nextSeq,
       );
-      const p = new Profile(o, config, vfs, db, changelog, snap, logId, pending.length);
+      const p = new Profile(o, config, vfs, db, changelog, snap, logId, pending.length, lease);
+      self = p;
+      if (lostBeforeOpen) p.leaseLost(lostBeforeOpen);
+      lease.start();
       if (dropped.length > 0) {
         const message = `the change log was damaged: LevelDB dropped records while opening it (${dropped[0]}); snapshots in them are lost, commits are not`;
         log.warn({ leveldb: dropped }, message);
@@ -239,7 +325,7 @@ export class Profile {
       }
       await p.refreshPending();
       p.scheduleSnapshot();
-      p.scheduleCommit();
+      if (!config.readOnly) p.scheduleCommit();
       p.startUsageCount();
       p.background = BackgroundLoading.start({
         vfs,
@@ -259,6 +345,7 @@ export class Profile {
       });
       return p;
     } catch (err) {
+      await lease?.release().catch(() => {});
       await db.close().catch(() => {});
       throw err;
     }
@@ -299,8 +386,10 @@ export class Profile {
 
   /** Commit everything pending now. One step of the commit loop; serialized. */
   async commitNow(onProgress?: (uploadedBytes: number) => void): Promise<CommitResult | null> {
+    if (this.readOnly) return null;
     while (this.committing) await this.committing.catch(() => {});
     const run = commitOnce({
+      beforeMoveHead: () => this.fence(),
       local: this.vfs.loader.cache.repo,
       remote: this.o.remote,
       log: this.log,
@@ -338,6 +427,57 @@ export class Profile {
     }
   }
 
+  /**
+   * Fencing, right before the head moves: an exclusive session makes sure it still holds its
+   * lease. One that lost it (another desktop took over) is told so (status, log) and commits
+   * anyway, through the merge: the compare-and-swap of the head never lets it overwrite newer
+   * work, and its changes are kept (conflict copies where both edited).
+   */
+  private async fence(): Promise<void> {
+    try {
+      await this.lease?.assertHeld();
+    } catch (err) {
+      if (!isLeaseError(err, 'lost')) throw err; // repository unreachable: the commit fails and is retried
+      if (this.lease?.status().state !== 'lost') return; // released at logout: nothing to say
+    }
+  }
+
+  /** Our exclusive lease was taken over by another desktop (Lease onLost). */
+  leaseLost(err: LeaseError): void {
+    const message = `${err.message}; this session's changes are still committed, merged with the other desktop's work (conflict copies where both edited)`;
+    this.stats.lastError = { message, time: this.o.clock.now() };
+    this.o.log.child({ component: 'lease' }).error({ holders: err.holders.map((h) => ({ host: h.host, pid: h.pid, session: h.session })) }, message);
+  }
+
+  /**
+   * Pick up what other desktops committed (src/snapshot/rebase.ts). One step of the snapshot
+   * loop, after the snapshot: when the head is no longer the commit this session's view comes
+   * from, pending snapshots are committed first (merged onto it), then every path this session
+   * has not changed since takes the head's version. Null when there was nothing to pick up.
+   */
+  async followHead(): Promise<RebaseResult | null> {
+    if (this.state !== 'mounted') return null;
+    const user = this.o.user;
+    let head = await this.o.remote.head(user);
+    if (!head || head.commit === this.snapshotter.baseCommitId) return null;
+    if (this.pendingCount > 0 && !this.readOnly) {
+      await this.commitNow();
+      head = await this.o.remote.head(user);
+      if (!head || head.commit === this.snapshotter.baseCommitId) return null;
+    }
+    const commit = await this.o.remote.getCommit(head.commit);
+    const nothingPending = this.readOnly ? async () => true : async () => (await this.log.pending()).length === 0;
+    const r = await this.snapshotter.rebaseOnto(commit.root, head.commit, nothingPending);
+    if (!r) return null;
+    if (commit.origin?.log !== this.logId || r.adopted.length > 0 || r.kept.length > 0) {
+      this.pickups.count++;
+      this.pickups.last = { commit: head.commit, time: this.o.clock.now(), adopted: r.adopted.length, kept: r.kept.length };
+      this.o.log.child({ component: 'pickup' }).info({ commit: head.commit, host: commit.host, adopted: r.adopted.length, kept: r.kept.length, paths: r.adopted.slice(0, 20) }, "picked up another desktop's commit");
+      if (r.adopted.length > 0) this.o.onRemoteChange?.(r.adopted);
+    }
+    return r;
+  }
+
   status(): ProfileStatus {
     const v = this.vfs.stats();
     const now = this.o.clock.now();
@@ -363,7 +503,27 @@ export class Profile {
       pendingBytes: [...this.pendingBytesBySeq.values()].reduce((a, b) => a + b, 0),
       usage: this.vfs.overlay.usage.status(),
       exclude: this.config.exclude,
-      lease: null,
+      readOnly: this.readOnly,
+      lease: this.leaseView(now),
+      pickedUp: this.pickups.count,
+      lastPickUp: this.pickups.last,
+    };
+  }
+
+  private leaseView(now: number): LeaseView | null {
+    if (!this.lease) return null;
+    const l = this.lease.status();
+    const leaseNow = (this.o.leaseClock ?? this.o.clock).now();
+    void now;
+    return {
+      policy: l.policy,
+      mode: l.mode,
+      state: l.state,
+      generation: l.generation,
+      validForMs: Math.round(l.validUntil - leaseNow),
+      failures: l.failures,
+      others: l.others.map((h) => ({ host: h.host, pid: h.pid, session: h.session, mode: h.mode, policy: h.policy, exclusive: h.generation !== null, sinceHeartbeatMs: Math.round(h.unchangedMs) })),
+      lostReason: l.lostReason,
     };
   }
 
@@ -373,6 +533,7 @@ export class Profile {
    */
   async flush(onProgress?: (uploadedBytes: number) => void, timeoutMs = this.config.flushTimeoutMs): Promise<FlushResult> {
     await this.background?.stopPrefetch(); // logout: background fetches must not compete with the upload
+    if (this.readOnly) return { ok: true, pending: 0 };
     await this.snapshotNow().catch(() => {});
     const deadline = this.o.clock.now() + timeoutMs;
     let delay = 250;
@@ -407,6 +568,9 @@ export class Profile {
       await this.background?.close(); // stop prefetching, save the working set; never throws
       result = await this.flush(onProgress, flushTimeoutMs);
     } finally {
+      // Released also when the flush failed: what is left stays in this machine's log and is
+      // committed (merged) at its next login; other desktops must not wait for that.
+      await this.lease?.release().catch((err: unknown) => this.o.log.child({ component: 'lease' }).warn(errorFields(err), 'could not release the lease; it expires by itself'));
       await this.vfs.close().catch(() => {});
       await this.db.close().catch(() => {});
       this.state = 'closed';
@@ -455,11 +619,21 @@ export class Profile {
     const every = this.config.snapshotIntervalMs;
     if (every === null || this.state !== 'mounted') return;
     this.snapshotTimer = this.o.clock.setTimer(every, () => {
-      void this.snapshotNow()
-        .catch(() => {})
-        .finally(() => this.scheduleSnapshot());
+      void this.tick().finally(() => this.scheduleSnapshot());
     });
   }
+
+  /** One step of the snapshot loop: a snapshot (read-write), then pick up other desktops' commits. */
+  private async tick(): Promise<void> {
+    if (!this.readOnly) await this.snapshotNow().catch(() => {});
+    try {
+      await this.followHead();
+      this.followFailures = 0;
+    } catch (err) {
+      if (this.followFailures++ === 0) this.o.log.child({ component: 'pickup' }).warn(errorFields(err), "cannot look for other desktops' commits; will retry at every snapshot");
+    }
+  }
+  private followFailures = 0;
 
   /** (Re)arm the commit timer from the policy's decision. */
   private scheduleCommit(): void {

@@ -21,6 +21,11 @@ export interface CommitterDeps {
   session: string;
   clock: Clock;
   onProgress?: (uploadedBytes: number) => void;
+  /**
+   * Called right before each attempt to move the head (fencing: an exclusive session checks its
+   * lease there). A throw aborts this commit step (it is retried later, like any failure).
+   */
+  beforeMoveHead?: () => Promise<void>;
 }
 
 export interface CommitResult {
@@ -147,6 +152,7 @@ export async function commitOnce(d: CommitterDeps): Promise<CommitResult | null>
       origin: { log: d.logId, snapshot: last.seq },
     };
     const id = await d.remote.putCommit(commit);
+    await d.beforeMoveHead?.();
     try {
       const ref = await d.remote.moveHead(d.user, head, id, { time: commit.time, host: d.host, session: d.session });
       await d.log.markShipped({ seq: last.seq, commit: id });

@@ -10,40 +10,15 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ManualClock } from '../../src/core/clock.js';
-import { MemoryBackend } from '../../src/repository/memory.js';
-import { Repository } from '../../src/repository/repository.js';
-import type { TreeEntry } from '../../src/repository/objects.js';
+import type { Repository } from '../../src/repository/repository.js';
 import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
 import { openDb } from '../../src/store/db.js';
 import { ChangeLog } from '../../src/changelog/changelog.js';
 import { Snapshotter } from '../../src/snapshot/snapshot.js';
 import { commitOnce } from '../../src/commit/committer.js';
 import { Exclusions } from '../../src/core/exclusions.js';
-import { modelOfTree, modelOfVfs, normaliseLinks, type Model } from '../helpers/profile-model.js';
-
-const T0 = 1_700_000_000_000_000_000n;
-
-async function repoWithProfile(clock: ManualClock) {
-  const remote = await Repository.init(new MemoryBackend(clock));
-  const f = async (name: string, content: string): Promise<TreeEntry> => {
-    const b = Buffer.from(content);
-    return { name, type: 'file', mode: 0o644, uid: 1000, gid: 1000, mtimeNs: T0, size: b.length, chunks: b.length ? [{ id: (await remote.putChunk(b)).id, size: b.length }] : [] };
-  };
-  const dir = async (name: string, entries: TreeEntry[]): Promise<TreeEntry> => ({ name, type: 'dir', tree: await remote.putTree(entries), mode: 0o755, uid: 1000, gid: 1000, mtimeNs: T0 });
-  const root = {
-    tree: await remote.putTree([
-      await f('notes.txt', 'notes v1'),
-      await f('todo.txt', 'todo v1'),
-      await dir('docs', [await f('a.txt', 'a v1'), await f('b.txt', 'b v1'), await dir('deep', [await f('x', 'x v1')])]),
-      await dir('lazy', [await f('one', 'one v1')]),
-      await dir('.cache', [await f('junk', 'junk v1')]),
-    ]),
-    mode: 0o700, uid: 1000, gid: 1000, mtimeNs: T0,
-  };
-  const c = await remote.putCommit({ parents: [], root, time: 1, host: 'h0', session: 's0', message: 'import', stats: { files: 0, bytes: 0 } });
-  await remote.moveHead('alice', null, c, { time: 1, host: 'h0', session: 's0' });
-  return remote;
-}
+import { modelOfVfs, normaliseLinks } from '../helpers/profile-model.js';
+import { contentsOf as contents, headModel, readText as readFile, smallProfileRepo as repoWithProfile, writeText as writeFile } from '../helpers/small-profile.js';
 
 type Desktop = Awaited<ReturnType<typeof desktop>>;
 
@@ -77,28 +52,6 @@ async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClo
     read: (p: string) => readFile(vfs, p),
   };
 }
-
-async function writeFile(vfs: OverlayVfs, p: string, s: string) {
-  const fh = await vfs.create(p, 0o644, C.O_WRONLY | C.O_CREAT | C.O_TRUNC);
-  await vfs.write(fh, Buffer.from(s), Buffer.byteLength(s), 0);
-  await vfs.release(fh);
-}
-
-async function readFile(vfs: OverlayVfs, p: string): Promise<string> {
-  const a = await vfs.getattr(p);
-  const fh = await vfs.open(p, C.O_RDONLY);
-  const buf = Buffer.alloc(a.size);
-  await vfs.read(fh, buf, a.size, 0);
-  await vfs.release(fh);
-  return buf.toString();
-}
-
-async function headModel(remote: Repository): Promise<Model> {
-  const c = await remote.getCommit((await remote.requireHead('alice')).commit);
-  return normaliseLinks(await modelOfTree(remote, c.root));
-}
-
-const contents = (m: Model) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v.startsWith('f ') ? Buffer.from(v.split(' ')[3]!, 'base64').toString() : v.split(' ')[0]!]));
 
 test('a desktop that changed nothing shows exactly what the other committed, and stays clean', async (t) => {
   const clock = new ManualClock();
