@@ -28,7 +28,9 @@ export class LocalCache {
   /** Open (creating if needed) the cache under `cacheDir`. */
   static async open(cacheDir: string): Promise<LocalCache> {
     const dir = path.join(path.resolve(cacheDir), 'objects-repo');
-    const backend = new PosixBackend(dir, { durable: false });
+    // Fan-out directories as objects arrive: a fresh cache (every login of a non-persistent
+    // desktop) is then a few mkdirs, not 256 before the home can be mounted.
+    const backend = new PosixBackend(dir, { durable: false, eagerFanOut: false });
     let repo: Repository;
     try {
       repo = await Repository.open(backend);

@@ -34,6 +34,29 @@ export function refName(seq: number): string {
   return String(seq).padStart(12, '0');
 }
 
+/**
+ * Put a name into the fan-out directory `dir` with `op` (link or rename); on ENOENT create the
+ * directory (it may not exist: see eagerFanOut) and try once more. True when it was created
+ * here (a durable write then also syncs objects/, which holds the new directory's name).
+ */
+async function inFanOut(dir: string, op: () => Promise<void>): Promise<boolean> {
+  try {
+    await op();
+    return false;
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    const created = await fsp.mkdir(dir, { mode: DIR_MODE }).then(
+      () => true,
+      (e: unknown) => {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+        return false;
+      },
+    );
+    await op();
+    return created;
+  }
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
   try {
@@ -61,6 +84,15 @@ export interface PosixBackendOptions {
    * - 'auto' (default): 'barrier' on ext4, xfs, btrfs, f2fs and tmpfs, 'object' elsewhere.
    */
   syncMode?: 'object' | 'barrier' | 'auto';
+  /**
+   * true (default): `initialize` creates the 256 fan-out directories of objects/ up front, one
+   * mkdir less per object write (a shared repository is made once and written for years).
+   * false: each is made by the first object stored in it (the desktop's local cache, made anew
+   * at every login of a non-persistent desktop, where 256 mkdirs would delay the login). Either
+   * way every write path creates a missing fan-out directory: repositories made before they
+   * were pre-created have none.
+   */
+  eagerFanOut?: boolean;
 }
 
 /** statfs(2) f_type of file systems whose syncfs(2) flushes everything to stable storage. */
@@ -74,6 +106,7 @@ export class PosixBackend implements Backend {
   readonly location: string;
   private readonly durable: boolean;
   private syncMode: 'object' | 'barrier' | 'auto';
+  private readonly eagerFanOut: boolean;
   /** Objects written since the last barrier (barrier mode only). */
   private unsynced = false;
 
@@ -81,6 +114,7 @@ export class PosixBackend implements Backend {
     this.location = path.resolve(root);
     this.durable = opts.durable ?? true;
     this.syncMode = opts.syncMode ?? 'auto';
+    this.eagerFanOut = opts.eagerFanOut ?? true;
   }
 
   /** Where an object's stored bytes live (type byte first); for readers that pread in place. */
@@ -149,7 +183,7 @@ export class PosixBackend implements Backend {
       await fsp.chmod(this.location, DIR_MODE);
       for (const d of ['objects', 'users', 'tmp']) await fsp.mkdir(path.join(this.location, d), { mode: DIR_MODE });
       // All 256 fan-out directories up front: one mkdir less per object write.
-      for (let i = 0; i < 256; i++) await fsp.mkdir(path.join(this.location, 'objects', i.toString(16).padStart(2, '0')), { mode: DIR_MODE });
+      if (this.eagerFanOut) for (let i = 0; i < 256; i++) await fsp.mkdir(path.join(this.location, 'objects', i.toString(16).padStart(2, '0')), { mode: DIR_MODE });
       const tmp = await this.writeTemp(config);
       // link, not rename: two concurrent inits cannot both succeed.
       await fsp.link(tmp, path.join(this.location, CONFIG_FILE));
@@ -195,18 +229,14 @@ export class PosixBackend implements Backend {
     // (ESTALE). EEXIST simply means the same bytes are already there.
     let written = true;
     try {
+      let newDir = false;
       try {
-        await fsp.link(tmp, final);
+        newDir = await inFanOut(dir, () => fsp.link(tmp, final));
       } catch (err) {
         if (errnoCode(err) === 'EEXIST') written = false;
-        else if (errnoCode(err) === 'ENOENT') {
-          // The fan-out directory does not exist yet (repositories made before it was pre-created).
-          await fsp.mkdir(dir, { mode: DIR_MODE }).catch((e) => {
-            if (errnoCode(e) !== 'EEXIST') throw e;
-          });
-          await fsp.link(tmp, final);
-        } else throw err;
+        else throw err;
       }
+      if (perObject && newDir) await fsyncDir(path.dirname(dir));
       if (perObject) await fsyncDir(dir);
       else this.unsynced = true;
       return written;
@@ -294,7 +324,8 @@ export class PosixBackend implements Backend {
   async restoreObject(id: ObjectId, batch: string): Promise<void> {
     const final = this.objPath(id);
     try {
-      await fsp.rename(this.trashPath(id, batch), final);
+      // ENOENT after that: the object is not in the trash (restored already).
+      if (await inFanOut(path.dirname(final), () => fsp.rename(this.trashPath(id, batch), final))) await fsyncDir(path.dirname(path.dirname(final)));
       await fsyncDir(path.dirname(final));
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw ioError(`restore object ${id}`, err);
