@@ -579,6 +579,24 @@ export class Profile {
     return result;
   }
 
+  /**
+   * Stop at once, leaving exactly what a crash of the daemon leaves: no final snapshot, no
+   * commit, no lease release (it expires); the loops stop and local files are closed. What the
+   * change log holds durably is recovered by the next open of this cache. Idempotent.
+   */
+  async halt(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.snapshotTimer?.cancel();
+    this.commitTimer?.cancel();
+    this.usageTimer?.cancel();
+    this.lease?.stop();
+    await this.background?.stopPrefetch();
+    await this.committing?.catch(() => {});
+    await this.vfs.close().catch(() => {});
+    await this.db.close().catch(() => {});
+  }
+
   private async refreshPending(): Promise<void> {
     if (this.state === 'closed') return;
     const p = await this.log.pending();

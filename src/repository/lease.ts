@@ -758,6 +758,16 @@ export class Lease {
     if (top > this.generationNo!) await this.lost(top, l);
   }
 
+  /**
+   * Stop renewing without letting go, as a crash does: the documents stay and expire after the
+   * ttl (a restart on this machine takes over at once, see the same-host shortcut).
+   */
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = null;
+    if (this.state === 'held') this.state = 'released';
+  }
+
   /** True while this session may trust its lease without asking the repository. */
   heldLocally(): boolean {
     return this.state === 'held' && this.now() <= this.validUntil;
