@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'UNSUPPORTED' // a file type or feature outside the format (sockets, devices, non-UTF-8 names)
   | 'CORRUPT_LOG' // the local change log cannot be read
   | 'REPOSITORY_UNAVAILABLE' // the repository cannot be reached right now (retryable)
+  | 'LEASE_HELD' // another desktop holds the profile (exclusive sessions); retry after it logs out
+  | 'LEASE_LOST' // this session's exclusive lease was taken over by another desktop
   | 'IO'; // any other I/O failure, with its cause
 
 export class RoamfsError extends Error {

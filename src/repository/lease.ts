@@ -167,9 +167,8 @@ export interface Holder {
 }
 
 /**
- * reason 'held': another session holds the profile; `holders` names them.
- * reason 'lost': this session's exclusive lease was taken over or released.
- * Codes: 'held' is REPOSITORY_UNAVAILABLE (retry later), 'lost' is HEAD_CONFLICT (superseded).
+ * reason 'held': another session holds the profile; `holders` names them (code LEASE_HELD).
+ * reason 'lost': this session's exclusive lease was taken over or released (code LEASE_LOST).
  */
 export class LeaseError extends RoamfsError {
   constructor(
@@ -178,7 +177,7 @@ export class LeaseError extends RoamfsError {
     readonly holders: Holder[] = [],
     opts: { cause?: unknown; hint?: string } = {},
   ) {
-    super(reason === 'held' ? 'REPOSITORY_UNAVAILABLE' : 'HEAD_CONFLICT', message, opts);
+    super(reason === 'held' ? 'LEASE_HELD' : 'LEASE_LOST', message, opts);
     this.name = 'LeaseError';
   }
 }

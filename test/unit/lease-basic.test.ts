@@ -128,7 +128,7 @@ test('exclusive: a second session fails after waitMs with a message naming the h
   t.true(isLeaseError(err, 'held'));
   t.regex(err!.message, /in use on host desk-a \(pid \d+, session s-desk-a, exclusive lease generation 1/);
   t.is((err as LeaseError).holders[0]!.host, 'desk-a');
-  t.is((err as LeaseError).code, 'REPOSITORY_UNAVAILABLE');
+  t.is((err as LeaseError).code, 'LEASE_HELD');
   t.truthy((err as LeaseError).hint);
   t.true(clock.now() - t0 >= 90_000, 'it waited the whole waitMs (the holder kept renewing)');
   t.is(a.generation, 1);

@@ -139,7 +139,7 @@ test('fencing: after a takeover the old holder\'s assertHeld() and heartbeat fai
   const err = await t.throwsAsync(a.assertHeld());
   t.true(isLeaseError(err, 'lost'));
   t.regex(err!.message, /generation 1\) was taken over by host desk-b \(pid \d+, session s-desk-b, exclusive lease generation 2\)/);
-  t.is((err as RoamfsError).code, 'HEAD_CONFLICT');
+  t.is((err as RoamfsError).code, 'LEASE_LOST');
   await t.throwsAsync(a.renewOnce(), { message: /taken over/ });
   t.is(lostCalls.length, 1);
   t.is(a.status().state, 'lost');

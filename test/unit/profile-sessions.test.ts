@@ -101,7 +101,7 @@ test('exclusive: a second read-write login waits, then fails naming the holder; 
   const err = await failed;
   t.truthy(err, 'refused');
   t.regex(err!.message, /the profile of alice is in use on host deskA \(pid 4242, session deska, exclusive lease generation 1/);
-  t.is((err as { code?: string }).code, 'REPOSITORY_UNAVAILABLE');
+  t.is((err as { code?: string }).code, 'LEASE_HELD');
 
   const ro = await desk('deskR', { ...exclusive, readOnly: true });
   t.is(ro.status().lease!.mode, 'ro');
