@@ -514,6 +514,10 @@ export class Lease {
       blockers = this.exclusive ? await this.tryExclusive() : await this.tryRegister();
       if (blockers.length === 0) {
         this.log.info({ generation: this.generationNo, policy: this.config.policy, mode: this.mode }, 'lease acquired');
+        // The other desktops, for status right away (the heartbeats refresh it).
+        await this.list()
+          .then((l) => this.sweep(l))
+          .catch((err) => this.log.warn(errorFields(err), 'could not look at the other sessions'));
         return;
       }
     }
