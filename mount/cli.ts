@@ -1,34 +1,18 @@
-import { Command, CommanderError } from 'commander';
-import { RoamfsError } from '../src/core/errors.js';
+/**
+ * The roamfs CLI (dist/bundle/cli.js, run by bin/roamfs.js through mount/launch.cts; `roamfs
+ * mount` itself mostly bypasses it, see there).
+ */
 import { registerRepoCommands } from './commands/repo.js';
 import { registerSessionCommands } from './commands/session.js';
+import { createProgram, errorReport } from './program.js';
 
-const program = new Command();
-program
-  .name('roamfs')
-  .description('roaming Linux home directories for virtual desktops, streamed over FUSE')
-  .version('0.1.0')
-  .exitOverride()
-  .showSuggestionAfterError(false)
-  // Usage errors as one line, like every other error: "roamfs: missing required argument 'dir'".
-  .configureOutput({ outputError: (str, write) => write(`roamfs: ${str.replace(/^error: /, '')}`) });
-
+const program = createProgram();
 registerRepoCommands(program);
 registerSessionCommands(program);
 
-/** One line on stderr for operating errors; a stack trace only for bugs. */
-function report(err: unknown): number {
-  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-  if (err instanceof RoamfsError) {
-    console.error(`roamfs: ${err.message}${err.hint ? ` (${err.hint})` : ''}`);
-    return 1;
-  }
-  console.error('roamfs: internal error:', err);
-  return 70;
-}
-
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  process.exitCode = report(err);
-}
+// A promise chain, not a top-level await: the bundle (dist/bundle, CommonJS) cannot have one.
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const r = errorReport(err);
+  if (r.message !== null) console.error(`roamfs: ${r.message}`);
+  process.exitCode = r.exit;
+});

@@ -24,7 +24,7 @@
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RoamfsError, errnoCode } from '../src/core/errors.js';
 import { DEFAULT_EXCLUDES, checkPattern, effectiveExcludes } from '../src/core/exclusions.js';
 import { formatDuration, parseDuration, parseSize } from '../src/core/units.js';

@@ -61,10 +61,13 @@ PREFIX=${PREFIX%/}
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then die "run as root (or give --root DIR)"; fi
 case $REPO in '' | /*) ;; *) REPO=$(cd "$REPO" 2>/dev/null && pwd -P) || die "--repo: no such directory" ;; esac
 
-# What the wrapper runs: a built checkout and node 20.19+.
-if [ ! -f "$CHECKOUT/dist/mount/cli.js" ]; then
+# What the wrapper runs: a built checkout (bin/roamfs.js runs dist/mount/launch.cjs and the
+# bundles in dist/bundle/) and node 20.19+.
+built() { [ -f "$CHECKOUT/dist/mount/launch.cjs" ] && [ -f "$CHECKOUT/dist/bundle/cli.js" ] && [ -f "$CHECKOUT/dist/bundle/daemon-main.js" ]; }
+if ! built; then
   [ "$BUILD" = yes ] || die "dist/ is not built: run scripts/setup.sh first"
   scripts/setup.sh
+  built || die "scripts/setup.sh did not build dist/bundle/"
 fi
 [ -n "$NODE" ] || NODE=$(command -v node) || die "node not found (give --node PATH)"
 case $NODE in /*) ;; *) die "--node must be an absolute path" ;; esac

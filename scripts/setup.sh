@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what roamfs needs on Debian 12 (as root), only what is missing:
-#   Debian packages, npm dependencies (npm ci, which also builds the native parts), and dist/.
+#   Debian packages, npm dependencies (npm ci, which also builds the native parts), and dist/
+#   (npm run build: tsc, then the bundles in dist/bundle/).
 # Used by the README's quick-start commands, .ci/run and the Dockerfile, so all three
 # install the same way. Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -42,6 +43,7 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt
   touch "$stamp"
 fi
 
-# TypeScript build (incremental, so a second run is quick).
+# The build (npm run build): TypeScript (incremental, so a second run is quick), then the CLI and
+# daemon bundles that bin/roamfs.js runs (scripts/build-bundles.ts; it checks them and fails loudly).
 say "building"
-npx tsc -p tsconfig.json >&2
+npm run --silent build >&2

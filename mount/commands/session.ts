@@ -1,110 +1,16 @@
-import { spawn } from 'node:child_process';
-import * as fsp from 'node:fs/promises';
-import { openSync, closeSync } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { RoamfsError } from '../../src/core/errors.js';
-import { assertUserName } from '../../src/core/names.js';
 import { formatDuration } from '../../src/core/units.js';
-import { startDaemon } from '../daemon.js';
 import { control, listMounts, type MountRecord } from '../control.js';
 import { formatBytes, progressBar, staticBar } from '../progress.js';
-import { DEFAULT_CONFIG_FILE, flagOptions, givenFlags, loadConfig, logLevelOf, printConfig, profileConfigOf } from '../config.js';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const DAEMON_MAIN = path.join(here, '..', 'daemon-main.js');
-
-/** The settings `roamfs mount` takes as flags (names, help and defaults from the schema). */
-const MOUNT_FLAGS = flagOptions([
-  'cacheDir', 'uid', 'gid', 'snapshotIntervalMs', 'idleMs', 'maxLagMs', 'prefetchDelayMs', 'flushTimeoutMs',
-  'excludeAdd', 'excludeRemove', 'excludeDefaults', 'quotaSoftBytes', 'quotaHardBytes',
-  'metricsPort', 'metricsAddress', 'logLevel', 'debug',
-]);
+import { DEFAULT_CONFIG_FILE, loadConfig, printConfig } from '../config.js';
+import { mount } from '../launch.cjs';
+import { defineMountCommand } from './mount.js';
 
 export function registerSessionCommands(program: Command): void {
-  const mount = program
-    .command('mount')
-    .description("mount USER's profile from REPO (default: the configured repository) at MOUNTPOINT; returns when the home is ready, leaving the daemon running")
-    .usage('[options] [REPO] USER MOUNTPOINT')
-    .argument('<args...>', 'REPO (a repository directory; optional when configured), USER, MOUNTPOINT (an empty directory, e.g. /home/USER)')
-    .option('--foreground', 'stay attached and log to stderr (for systemd)');
-  for (const f of MOUNT_FLAGS) {
-    if (f.list) mount.option(f.syntax, f.help, (v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
-    else mount.option(f.syntax, f.help);
-  }
-  mount.addHelpText('after', `\nSettings come from ${DEFAULT_CONFIG_FILE} (or ROAMFS_CONFIG), then ROAMFS_* variables, then these flags: roamfs config --print shows them.`);
-  mount.action(async (positional: string[], o: Record<string, unknown>) => {
-      if (positional.length < 2 || positional.length > 3) {
-        throw new RoamfsError('INVALID_ARGUMENT', `mount takes [REPO] USER MOUNTPOINT (got ${positional.length} argument${positional.length === 1 ? '' : 's'})`);
-      }
-      const [repoArg, user, mountpoint] = positional.length === 3 ? positional : [undefined, ...positional];
-      assertUserName(user!);
-      const { config: c } = await loadConfig({ flags: givenFlags(o, MOUNT_FLAGS), args: repoArg === undefined ? {} : { repository: repoArg } });
-      if (!c.repository) throw new RoamfsError('INVALID_ARGUMENT', `no repository: give REPO, or set "repository" in ${DEFAULT_CONFIG_FILE} or ROAMFS_REPO`);
-      const repo = path.resolve(c.repository);
-      const mp = path.resolve(mountpoint!);
-      const cache = path.resolve(c.cacheDir ?? path.join(c.cacheRoot, user!));
-      let uid = c.uid ?? undefined;
-      let gid = c.gid ?? undefined;
-      if (uid === undefined || gid === undefined) {
-        const st = await fsp.stat(mp).catch(() => null);
-        uid ??= st?.uid ?? 0;
-        gid ??= st?.gid ?? 0;
-      }
-      if (o.foreground) {
-        const d = await startDaemon(
-          {
-            repo,
-            user: user!,
-            mountpoint: mp,
-            cache,
-            uid,
-            gid,
-            logToStderr: true,
-            debug: c.debug,
-            logLevel: logLevelOf(c),
-            profile: profileConfigOf(c),
-            metrics: { port: c.metricsPort, address: c.metricsAddress },
-          },
-          (err) => {
-            if (err) throw err;
-            console.error(`roamfs: ${user}'s profile is mounted at ${mp} (stop with: roamfs logout ${mp})`);
-          },
-        );
-        process.exitCode = await d.done;
-        return;
-      }
-      await fsp.mkdir(cache, { recursive: true, mode: 0o700 });
-      const errPath = path.join(cache, 'daemon.stderr');
-      const errFd = openSync(errPath, 'a', 0o600);
-      // The daemon's command line names user and mountpoint (ps); the settings go in the environment.
-      const args = [DAEMON_MAIN, '--user', user!, '--repo', repo, '--cache', cache, '--uid', String(uid), '--gid', String(gid), mp];
-      const child = spawn(process.execPath, args, {
-        detached: true,
-        stdio: ['ignore', 'ignore', errFd, 'pipe'],
-        env: { ...process.env, ROAMFS_READY_FD: '3', ROAMFS_DAEMON_SETTINGS: JSON.stringify(c) },
-      });
-      closeSync(errFd);
-      const answer = await new Promise<{ ready?: boolean; error?: string; code?: string; pid?: number }>((resolve) => {
-        let buf = '';
-        const pipe = child.stdio[3] as NodeJS.ReadableStream;
-        pipe.setEncoding('utf8');
-        pipe.on('data', (d: string) => (buf += d));
-        pipe.on('end', () => {
-          try {
-            resolve(JSON.parse(buf.trim().split('\n')[0] ?? ''));
-          } catch {
-            resolve({ error: `the daemon exited before the mount was ready (see ${errPath})` });
-          }
-        });
-      });
-      if (!answer.ready) {
-        throw new RoamfsError('INVALID_ARGUMENT', answer.error ?? 'mount failed');
-      }
-      child.unref();
-      console.log(`${user}'s profile is mounted at ${mp} (daemon pid ${child.pid}; log ${path.join(cache, 'roamfs.log')}; log out with: roamfs logout ${mp})`);
-    });
+  // bin/roamfs.js starts the daemon itself (mount/launch.cts); this action runs for the CLI
+  // started otherwise (node dist/mount/cli.js): the same path, with the same arguments.
+  defineMountCommand(program).action(() => mount(process.argv.slice(3)));
 
   program
     .command('logout')

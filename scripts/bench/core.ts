@@ -32,11 +32,11 @@ export const app = {
   },
 };
 
-/** Copy bin/, package.json, build/Release and dist/{src,mount,scripts} into dir; run from there. */
+/** Copy bin/, package.json, build/Release and dist/{src,mount,scripts,bundle} into dir; run from there. */
 export async function freezeApp(dir: string): Promise<void> {
   await mkdir(path.join(dir, 'dist'), { recursive: true });
   await mkdir(path.join(dir, 'build'), { recursive: true });
-  for (const p of ['bin', 'package.json', 'build/Release', 'dist/src', 'dist/mount', 'dist/scripts']) {
+  for (const p of ['bin', 'package.json', 'build/Release', 'dist/src', 'dist/mount', 'dist/scripts', 'dist/bundle']) {
     await sh('cp', ['-a', path.join(REPO_ROOT, p), path.join(dir, p)]);
   }
   // node_modules resolves upwards: dir is inside the checkout (.bench/), so the checkout's is found.

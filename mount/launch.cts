@@ -1,0 +1,109 @@
+/**
+ * What bin/roamfs.js runs: the CLI bundle, or, for `roamfs mount`, the fast login path.
+ *
+ * Login time is mostly process start-up, and a login starts two processes: this one and the
+ * daemon. So `roamfs mount` does nothing here but start the daemon at once: the daemon parses
+ * the arguments with the same commander definition (mount/commands/mount.ts), loads the
+ * configuration (file, environment, flags), checks everything, mounts, and answers on an
+ * inherited pipe (ROAMFS_READY_FD) with one JSON line: `{"ready":true,...}`, or
+ * `{"error":"...","exit":N}` for a usage or configuration error or a failed mount, which is
+ * printed here as the one line `roamfs: ...` with that exit status, exactly as the CLI would.
+ * Before that it may send `{"cache":DIR}` (where its stderr goes) so that a daemon that died
+ * without a word can be pointed at.
+ *
+ * `roamfs mount --help` (and --version) go to the CLI; `--foreground` runs the daemon's code in
+ * this process (systemd's roamfs@.service).
+ *
+ * CommonJS (.cts) so that bin/roamfs.js loads it with a plain require (no ES module loader).
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+
+/** The checkout: dist/mount/ (or dist/bundle/, inside the CLI bundle) -> ../.. */
+const ROOT = path.resolve(__dirname, '..', '..');
+const BUNDLE_DIR = path.join(ROOT, 'dist', 'bundle');
+export const CLI_BUNDLE = path.join(BUNDLE_DIR, 'cli.js');
+/** The daemon's command line names this file (and user and mountpoint): `ps`, tests and cleanup find daemons by it. */
+export const DAEMON_BUNDLE = path.join(BUNDLE_DIR, 'daemon-main.js');
+/** `node bundle-loader.cjs BUNDLE ARGS...` starts the daemon. */
+const LOADER = path.join(ROOT, 'dist', 'mount', 'bundle-loader.cjs');
+
+/** bin/roamfs.js: `args` are the command line after `roamfs`. */
+export function main(args: string[]): void {
+  const help = args.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version');
+  if (args[0] === 'mount' && !help) mount(args.slice(1));
+  else run(CLI_BUNDLE, args);
+}
+
+/** `roamfs mount ARGS...` without help: foreground in this process, else start the daemon. */
+export function mount(args: string[]): void {
+  if (args.includes('--foreground')) run(DAEMON_BUNDLE, ['mount', ...args]);
+  else void startDaemon(args).then((code) => (process.exitCode = code));
+}
+
+function run(bundle: string, args: string[]): void {
+  try {
+    // Required here, not at the top: `roamfs mount` does not need it (nor node:crypto, which it loads).
+    (require('./bundle-loader.cjs') as typeof import('./bundle-loader.cjs')).runBundle(bundle, args);
+  } catch (err) {
+    // A missing bundle is a broken build, said in one line; anything else is the bundle's own bug.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || (err as NodeJS.ErrnoException).path !== bundle) throw err;
+    console.error(`roamfs: ${path.relative(ROOT, bundle)} is missing: the build is incomplete (run npm run build, or scripts/setup.sh)`);
+    process.exitCode = 70;
+  }
+}
+
+interface Answer {
+  ready?: boolean;
+  pid?: number;
+  user?: string;
+  mountpoint?: string;
+  error?: string;
+  /** Exit status for an error (default 1). */
+  exit?: number;
+  cache?: string;
+}
+
+/** Start a detached daemon for `roamfs mount ARGS...`, wait for its answer, print it; the exit status. */
+async function startDaemon(args: string[]): Promise<number> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ROAMFS_READY_FD: '3' };
+  // The daemon makes no TLS connections; loading a CA bundle costs every Node.js start ~40 ms.
+  delete env.NODE_EXTRA_CA_CERTS;
+  // stderr: /dev/null until the daemon knows its cache directory, then CACHE/daemon.stderr.
+  const child = spawn(process.execPath, [LOADER, DAEMON_BUNDLE, 'mount', ...args], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env,
+  });
+  const lines = await new Promise<Answer[]>((resolve) => {
+    let buf = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => (buf += d));
+    pipe.on('end', () => {
+      const out: Answer[] = [];
+      for (const l of buf.split('\n')) {
+        try {
+          if (l.trim()) out.push(JSON.parse(l) as Answer);
+        } catch {
+          // a torn line: the daemon died while writing it
+        }
+      }
+      resolve(out);
+    });
+  });
+  child.unref();
+  const answer = lines.findLast((a) => a.ready || a.error !== undefined);
+  const cache = lines.findLast((a) => a.cache)?.cache;
+  if (answer?.ready) {
+    const mp = answer.mountpoint!;
+    console.log(`${answer.user}'s profile is mounted at ${mp} (daemon pid ${answer.pid}; log ${path.join(answer.cache ?? cache ?? '', 'roamfs.log')}; log out with: roamfs logout ${mp})`);
+    return 0;
+  }
+  if (answer?.error !== undefined) {
+    console.error(`roamfs: ${answer.error}`);
+    return answer.exit ?? 1;
+  }
+  console.error(`roamfs: the daemon exited before the mount was ready${cache ? ` (see ${path.join(cache, 'daemon.stderr')})` : ''}`);
+  return 1;
+}
