@@ -362,11 +362,14 @@ export class Profile {
     else if (phase === 'end' && this.activeOps > 0) this.activeOps--;
   }
 
-  /** Take a snapshot now (if anything changed). One step of the snapshot loop. */
-  async snapshotNow(): Promise<number | null> {
+  /**
+   * Take a snapshot now (if anything changed). One step of the snapshot loop. `direct`: its new
+   * data goes straight into the repository (see SnapshotTarget; logout does this).
+   */
+  async snapshotNow(opts: { direct?: boolean } = {}): Promise<number | null> {
     const observed = this.snapshotter.dirty ? this.o.observers?.snapshot?.() : undefined;
     try {
-      const r = await this.snapshotter.snapshotOnce();
+      const r = await this.snapshotter.snapshotOnce(opts.direct ? { direct: { repo: this.o.remote } } : {});
       observed?.(true);
       if (r) {
         this.pendingBytesBySeq.set(r.seq, r.bytesChunked);
@@ -534,7 +537,9 @@ export class Profile {
   async flush(onProgress?: (uploadedBytes: number) => void, timeoutMs = this.config.flushTimeoutMs): Promise<FlushResult> {
     await this.background?.stopPrefetch(); // logout: background fetches must not compete with the upload
     if (this.readOnly) return { ok: true, pending: 0 };
-    await this.snapshotNow().catch(() => {});
+    // The last snapshot writes its new data once, straight into the repository, when it can be
+    // reached (it is committed right after); otherwise into the local log as usual.
+    await this.snapshotNow({ direct: true }).catch(() => this.snapshotNow().catch(() => {}));
     const deadline = this.o.clock.now() + timeoutMs;
     let delay = 250;
     let lastErr: unknown;

@@ -89,7 +89,7 @@ export class LocalCache {
    * repository, which checks every read), without hashing it again.
    */
   async putVerified(id: ObjectId, type: ObjectType, payload: Uint8Array): Promise<void> {
-    await this.backend.putObject(id, Buffer.concat([Buffer.of(type), payload]));
+    await this.backend.putObject(id, [Buffer.of(type), payload]);
     this.present.add(id);
   }
 

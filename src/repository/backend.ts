@@ -1,5 +1,8 @@
 import type { ObjectId } from '../core/hash.js';
 
+/** An object's stored bytes, whole or in parts to be stored one after the other (no copy to join them). */
+export type ObjectBytes = Uint8Array | readonly Uint8Array[];
+
 export interface ObjectInfo {
   id: ObjectId;
   size: number;
@@ -34,7 +37,7 @@ export interface Backend {
    * instead (gc relies on this "touch", see the format spec) and return false; true when written.
    * Never leaves a partial object under the final name.
    */
-  putObject(id: ObjectId, data: Uint8Array): Promise<boolean>;
+  putObject(id: ObjectId, data: ObjectBytes): Promise<boolean>;
   /**
    * Refresh an existing object's mtime without its bytes (the "touch" of putObject, for an
    * object that a new commit references again): true when it exists and was touched, false when

@@ -2,7 +2,7 @@ import { RoamfsError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { ObjectId } from '../core/hash.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, ObjectBytes, ObjectInfo } from './backend.js';
 
 interface Stored {
   data: Buffer;
@@ -50,10 +50,10 @@ export class MemoryBackend implements Backend {
     return o !== undefined;
   }
 
-  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+  async putObject(id: ObjectId, data: ObjectBytes): Promise<boolean> {
     if (await this.touchObject(id)) return false;
     this.stats.objectWrites++;
-    this.objects.set(id, { data: Buffer.from(data), mtimeMs: this.clock.now() });
+    this.objects.set(id, { data: Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Uint8Array), mtimeMs: this.clock.now() });
     return true;
   }
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { RoamfsError, errnoCode, ioError } from '../core/errors.js';
 import { isObjectId, type ObjectId } from '../core/hash.js';
 import { syncfs } from '../core/native.js';
-import type { Backend, ObjectInfo } from './backend.js';
+import type { Backend, ObjectBytes, ObjectInfo } from './backend.js';
 
 export const CONFIG_FILE = 'roamfs-repository.json';
 const DIR_MODE = 0o700;
@@ -102,6 +102,20 @@ const BARRIER_FS_TYPES = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0
  * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
  * rename(2), exclusive link(2) and fsync, as the format spec describes.
  */
+/** Write the parts one after the other from offset 0 (writev; a short write goes on where it stopped). */
+async function writeParts(h: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  let rest = parts.filter((p) => p.length > 0).map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
+  let position = 0;
+  while (rest.length > 0) {
+    const { bytesWritten } = await h.writev(rest, position);
+    if (bytesWritten <= 0) throw new Error('writev wrote nothing');
+    position += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+    if (skip > 0) rest[0] = rest[0]!.subarray(skip);
+  }
+}
+
 export class PosixBackend implements Backend {
   readonly location: string;
   private readonly durable: boolean;
@@ -134,12 +148,12 @@ export class PosixBackend implements Backend {
   }
 
   /** Write a file durably under tmp/ and return its path. */
-  private async writeTemp(data: Uint8Array, sync = true): Promise<string> {
+  private async writeTemp(data: ObjectBytes, sync = true): Promise<string> {
     const tmp = path.join(this.tmpDir(), `${randomBytes(8).toString('hex')}.tmp`);
     let h: fsp.FileHandle | undefined;
     try {
       h = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, FILE_MODE);
-      await h.writeFile(data);
+      await writeParts(h, Array.isArray(data) ? data : [data as Uint8Array]);
       if (sync) await h.sync();
       await h.close();
       h = undefined;
@@ -218,7 +232,7 @@ export class PosixBackend implements Backend {
     return true;
   }
 
-  async putObject(id: ObjectId, data: Uint8Array): Promise<boolean> {
+  async putObject(id: ObjectId, data: ObjectBytes): Promise<boolean> {
     const final = this.objPath(id);
     if (await this.touchObject(id)) return false; // exists: touched
     const perObject = this.durable && (await this.mode()) === 'object';

@@ -100,7 +100,7 @@ export class Repository {
     const now = this.clock.now();
     const seen = this.known.get(id);
     if (seen !== undefined && now - seen < KNOWN_TTL_MS) return { id, written: false };
-    const written = await this.backend.putObject(id, Buffer.concat([head, payload]));
+    const written = await this.backend.putObject(id, [head, payload]);
     if (written) {
       this.stats.objectsWritten++;
       this.stats.bytesWritten += payload.length + 1;

@@ -69,6 +69,21 @@ export interface SnapshotResult {
   bytesChunked: number;
 }
 
+/**
+ * Where a snapshot's new objects go. Default: the local store, made durable by one syncfs of the
+ * cache. `direct`: the repository itself (logout, when it is reachable): the new chunks are
+ * written once, straight into the repository, instead of into the local store and then copied by
+ * the commit; the snapshot's trees go to both. Durable by the repository's barrier before the
+ * log entry; recovery and the commit find chunks missing from the local store in the repository
+ * (ChunkLoader, uploadChanges).
+ */
+export interface SnapshotTarget {
+  direct?: { repo: Repository };
+}
+
+/** Chunk writes in flight while a file is being cut (the store works through the thread pool). */
+const PUTS_IN_FLIGHT = 4;
+
 export class Snapshotter {
   /** Changes marked with an epoch <= this are in the last durable snapshot (or the base). */
   private doneEpoch = 0;
@@ -103,8 +118,8 @@ export class Snapshotter {
   }
 
   /** Take one snapshot (serialized: a call while one runs waits for it and then runs). Null when nothing changed. */
-  snapshotOnce(): Promise<SnapshotResult | null> {
-    return this.serialized(() => this.take());
+  snapshotOnce(target: SnapshotTarget = {}): Promise<SnapshotResult | null> {
+    return this.serialized(() => this.take(target));
   }
 
   /**
@@ -134,8 +149,10 @@ export class Snapshotter {
     }
   }
 
-  private async take(): Promise<SnapshotResult | null> {
+  private async take(target: SnapshotTarget): Promise<SnapshotResult | null> {
     if (!this.dirty) return null;
+    const direct = target.direct?.repo ?? null;
+    const chunkStore = direct ?? this.d.cache.repo;
     const { overlay } = this.d;
     const since = this.doneEpoch;
     // ---- the instant (synchronous) ----
@@ -158,11 +175,12 @@ export class Snapshotter {
       for (const cd of [...dirs].reverse()) {
         const entries: TreeEntry[] = [];
         for (const c of cd.children) {
-          const e = await this.entryFor(c, treeOf, (n) => (bytesChunked += n));
+          const e = await this.entryFor(c, treeOf, chunkStore, (n) => (bytesChunked += n));
           entries.push(e);
           if (c.kind !== 'reuse') entryOf.set(c.node, e);
         }
         treeOf.set(cd.node, await this.d.cache.repo.putTree(entries));
+        if (direct) await direct.putTree(entries);
       }
       const rootCap = dirs[0];
       const root: RootRef = rootCap
@@ -170,7 +188,8 @@ export class Snapshotter {
         : { ...this.prevRoot, ...this.attrsOf(overlay.root) };
       const changes = await this.diff(this.prevRoot, root, dirs, treeOf);
       if (changes.length > 0) {
-        await this.d.cache.sync();
+        if (direct) await direct.backend.barrier();
+        else await this.d.cache.sync();
         const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, prev: this.prevRoot, changes };
         await this.d.log.append(snap);
         this.nextSeq++;
@@ -215,7 +234,7 @@ export class Snapshotter {
     return a;
   }
 
-  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, onBytes: (n: number) => void): Promise<TreeEntry> {
+  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, store: Repository, onBytes: (n: number) => void): Promise<TreeEntry> {
     switch (c.kind) {
       case 'reuse':
         return c.entry;
@@ -228,7 +247,7 @@ export class Snapshotter {
       case 'upper': {
         const r = await c.frozen;
         try {
-          const chunks = await this.chunkFile(c.file, onBytes);
+          const chunks = await this.chunkFile(c.file, store, onBytes);
           // Like ContentStore.closeIdle: nobody can be reading without an open handle.
           if (c.node.openCount === 0) await c.file.close();
           return { name: c.name, type: 'file', size: chunks.reduce((s, x) => s + x.size, 0), chunks, ...c.attrs };
@@ -239,14 +258,32 @@ export class Snapshotter {
     }
   }
 
-  /** Cut an upper file into chunks and store them in the local object store. */
-  private async chunkFile(file: UpperFile, onBytes: (n: number) => void): Promise<ChunkRef[]> {
-    const repo: Repository = this.d.cache.repo;
+  /** Cut an upper file into chunks and store them (a few stores in flight while cutting goes on). */
+  private async chunkFile(file: UpperFile, repo: Repository, onBytes: (n: number) => void): Promise<ChunkRef[]> {
     const max = repo.chunker.params.maxSize;
+    const inFlight = new Set<Promise<unknown>>();
+    let failed: unknown = null;
+    /** Store one chunk; its id (computed by the store) is filled into `ref` when it is stored. */
+    const put = async (data: Buffer, ref: { id: string }) => {
+      while (inFlight.size >= PUTS_IN_FLIGHT) await Promise.race(inFlight);
+      if (failed) throw failed;
+      const p = repo.putChunk(data).then(
+        ({ id }) => {
+          ref.id = id;
+          onBytes(data.length);
+        },
+        (err: unknown) => (failed ??= err),
+      );
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    };
     const size = file.size;
     const h: FileHandle = await file.handle();
     const chunks: ChunkRef[] = [];
-    const buf = Buffer.allocUnsafe(Math.min(size, 8 * max) || 1);
+    const bufSize = Math.min(size, 8 * max) || 1;
+    // Chunks are stored from subarrays of the read buffer while the next reads go on: every
+    // round reads into a new buffer (the unfinished tail is copied over), never over stored data.
+    let buf = Buffer.allocUnsafe(bufSize);
     let have = 0;
     let pos = 0; // file offset of buf[0]
     while (pos < size) {
@@ -265,15 +302,20 @@ export class Snapshotter {
       let off = 0;
       while (have - off > 0 && (eof || have - off >= max)) {
         const len = repo.chunker.cut(buf, off, have);
-        const { id } = await repo.putChunk(buf.subarray(off, off + len));
-        chunks.push({ id, size: len });
-        onBytes(len);
+        const data = buf.subarray(off, off + len);
+        const ref = { id: '', size: len };
+        chunks.push(ref);
+        await put(data, ref);
         off += len;
       }
-      buf.copy(buf, 0, off, have);
+      const next = Buffer.allocUnsafe(bufSize);
+      buf.copy(next, 0, off, have);
+      buf = next;
       have -= off;
       pos += off;
     }
+    await Promise.all(inFlight);
+    if (failed) throw failed;
     return chunks;
   }
 

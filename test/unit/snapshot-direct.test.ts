@@ -1,0 +1,116 @@
+/**
+ * The logout snapshot writes its new data once, straight into the repository (SnapshotTarget
+ * direct): nothing of it goes through the local store, the commit after it uploads no chunk
+ * again, a crash between the two is recovered from the repository, and an unreachable
+ * repository falls back to the local log.
+ */
+import test from 'ava';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ManualClock } from '../../src/core/clock.js';
+import { RoamfsError } from '../../src/core/errors.js';
+import { nullLogger } from '../../src/core/log.js';
+import { Profile } from '../../src/profile.js';
+import { Repository } from '../../src/repository/repository.js';
+import type { Backend } from '../../src/repository/backend.js';
+import type { MemoryBackend } from '../../src/repository/memory.js';
+import { TYPE_CHUNK } from '../../src/repository/objects.js';
+import { contentsOf, headModel, readText, smallProfileRepo, writeText } from '../helpers/small-profile.js';
+
+async function world(t: import('ava').ExecutionContext) {
+  const clock = new ManualClock();
+  const remote = await smallProfileRepo(clock);
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-direct-'));
+  const net = { down: false };
+  /** putObject calls per object id (a chunk sent twice would show here). */
+  const puts = new Map<string, number>();
+  const backend = new Proxy(remote.backend, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (net.down) return Promise.reject(new RoamfsError('REPOSITORY_UNAVAILABLE', 'unreachable (test)'));
+        if (prop === 'putObject') puts.set(args[0] as string, (puts.get(args[0] as string) ?? 0) + 1);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as Backend;
+  const open = async () =>
+    Profile.open({
+      remote: await Repository.open(backend, { clock }), user: 'alice', cacheDir: path.join(dir, 'cache'), clock, log: nullLogger,
+      host: 'desk', session: 'desk', pid: 1, uid: 1000, gid: 1000, config: { snapshotIntervalMs: null, prefetchDelayMs: null, flushTimeoutMs: 0 },
+    });
+  const profiles: Profile[] = [];
+  t.teardown(async () => {
+    for (const p of profiles) await p.halt().catch(() => {});
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+  const session = async () => {
+    const p = await open();
+    profiles.push(p);
+    return p;
+  };
+  const mem = remote.backend as MemoryBackend;
+  /** Chunk objects in the local store (their first byte is the chunk type). */
+  const localChunks = async () => {
+    const objects = path.join(dir, 'cache', 'objects-repo', 'objects');
+    let n = 0;
+    for (const rel of await fsp.readdir(objects, { recursive: true })) {
+      if (!/[0-9a-f]{64}$/.test(String(rel))) continue;
+      const h = await fsp.open(path.join(objects, String(rel)));
+      const b = Buffer.alloc(1);
+      await h.read(b, 0, 1, 0);
+      await h.close();
+      if (b[0] === TYPE_CHUNK) n++;
+    }
+    return n;
+  };
+  return { clock, remote, mem, net, puts, session, localChunks };
+}
+
+test('logout: the final snapshot stores its chunks in the repository once, the commit uploads none again', async (t) => {
+  const { mem, session, remote, localChunks, puts } = await world(t);
+  const p = await session();
+  const big = randomBytes(3 << 20).toString('base64'); // ~4 MiB of text: several chunks
+  await writeText(p.vfs, '/big.txt', big);
+  const localBefore = await localChunks();
+  const writesBefore = mem.stats.objectWrites;
+  const r = await p.close();
+  t.deepEqual(r, { ok: true, pending: 0 });
+  t.is(await localChunks(), localBefore, 'no chunk went through the local store');
+  t.true(mem.stats.objectWrites - writesBefore > 4, 'chunks, trees and a commit were written');
+  t.deepEqual([...puts.values()].filter((n) => n > 1), [], 'every object was sent to the repository once');
+  t.is(contentsOf(await headModel(remote))['big.txt'], big);
+});
+
+test('a crash after the direct snapshot, before its commit: the next login mounts it (chunks from the repository) and commits it', async (t) => {
+  const { session, remote } = await world(t);
+  const p = await session();
+  await writeText(p.vfs, '/notes.txt', 'saved just before the crash');
+  await p.snapshotNow({ direct: true });
+  await p.halt();
+  const again = await session();
+  t.is(again.recoveredSnapshots, 1);
+  t.is(await readText(again.vfs, '/notes.txt'), 'saved just before the crash');
+  await again.commitNow();
+  t.is(contentsOf(await headModel(remote))['notes.txt'], 'saved just before the crash');
+});
+
+test('repository unreachable at logout: the final snapshot goes to the local log, and is committed at the next login', async (t) => {
+  const { session, remote, net, localChunks } = await world(t);
+  const p = await session();
+  const text = randomBytes(600_000).toString('hex');
+  await writeText(p.vfs, '/offline.txt', text);
+  net.down = true;
+  const r = await p.close();
+  t.false(r.ok);
+  t.is(r.pending, 1);
+  t.true((await localChunks()) > 0, 'the data is in the local store');
+  net.down = false;
+  const again = await session();
+  t.is(await readText(again.vfs, '/offline.txt'), text);
+  t.deepEqual(await again.close(), { ok: true, pending: 0 });
+  t.is(contentsOf(await headModel(remote))['offline.txt'], text);
+});
