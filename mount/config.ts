@@ -36,6 +36,8 @@ export const DEFAULT_CONFIG_FILE = '/etc/roamfs/roamfs.json';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const SESSION_POLICIES = ['concurrent', 'exclusive'] as const;
+export type SessionPolicy = (typeof SESSION_POLICIES)[number];
 
 // ---- value types: each accepts the file's JSON value and the strings of env and flags ----------
 
@@ -138,6 +140,10 @@ export const SCHEMA = [
   spec({ key: 'excludeDefaults', type: boolish, default: true, unit: null, expect: 'yes or no', arg: 'yes|no', help: 'exclude the built-in cache patterns (browser and app caches, .cache, thumbnails, trash, ...; see `roamfs config --print`)' }),
   spec({ key: 'excludeAdd', type: patterns, default: [] as string[], unit: null, expect: 'a list of glob patterns', arg: 'glob', list: true, help: 'more local-only paths (globs relative to the home; DIR/** keeps DIR, empties it at each login)' }),
   spec({ key: 'excludeRemove', type: patterns, default: [] as string[], unit: null, expect: 'a list of glob patterns', arg: 'glob', list: true, help: 'built-in patterns to drop (exactly as listed by `roamfs config --print`)' }),
+  spec({ key: 'sessions', type: z.union([z.enum(SESSION_POLICIES), via((s) => s.trim().toLowerCase()).pipe(z.enum(SESSION_POLICIES))]), default: DEFAULT_PROFILE_CONFIG.sessions.policy as SessionPolicy, unit: null, expect: SESSION_POLICIES.join(' or '), arg: 'policy', help: 'the same user on several desktops: concurrent (all work, commits merge, conflict copies where both edited) or exclusive (a second read-write login waits for the first, then fails naming its host)' }),
+  spec({ key: 'readOnly', type: boolish, default: false, unit: null, expect: 'yes or no', help: 'mount read-only: the head and what other desktops commit, no snapshots or commits; always allowed, never blocks an exclusive login (its cache defaults to CACHE_ROOT/USER.ro)' }),
+  spec({ key: 'leaseTtlMs', type: duration.pipe(z.number().int().min(1000)), default: DEFAULT_PROFILE_CONFIG.sessions.ttlMs, unit: 'ms', expect: 'a duration of at least 1s', arg: 'duration', help: 'a desktop whose lease heartbeats (every third of this) stop for this long is taken to be gone' }),
+  spec({ key: 'leaseWaitMs', type: durationOrOff, default: DEFAULT_PROFILE_CONFIG.sessions.waitMs as number | null, unit: 'ms', expect: 'a duration (500ms, 30s, 5m)', arg: 'duration', nullText: '1.5 x lease-ttl', help: 'exclusive: how long a second login waits for the first to log out or expire before it fails' }),
   spec({ key: 'quotaSoftBytes', type: sizeOrNone, default: null as number | null, unit: 'bytes', expect: 'a size (512MiB, 2GiB) or none', arg: 'size', help: 'above this size the profile is reported over quota (log and status)' }),
   spec({ key: 'quotaHardBytes', type: sizeOrNone, default: null as number | null, unit: 'bytes', expect: 'a size (512MiB, 2GiB) or none', arg: 'size', help: 'writes that would grow the profile beyond this fail with EDQUOT (reading, deleting, truncating still work)' }),
   spec({ key: 'metricsPort', type: port, default: null as number | null, unit: null, expect: 'a TCP port (1-65535) or off', arg: 'port', nullText: 'off', help: 'serve Prometheus metrics over HTTP on this port (off: only through `roamfs metrics`)' }),
@@ -396,6 +402,8 @@ export function profileConfigOf(c: Config): Partial<ProfileConfig> {
     commit: { ...DEFAULT_COMMIT_POLICY, idleMs: c.idleMs, maxLagMs: c.maxLagMs },
     exclude: excludesOf(c),
     quota: { softBytes: c.quotaSoftBytes, hardBytes: c.quotaHardBytes },
+    sessions: { policy: c.sessions, ttlMs: c.leaseTtlMs, waitMs: c.leaseWaitMs },
+    readOnly: c.readOnly,
   };
 }
 

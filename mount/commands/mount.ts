@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG_FILE, flagOptions, givenFlags, loadConfig, type Config }
 const MOUNT_FLAGS = flagOptions([
   'cacheDir', 'uid', 'gid', 'snapshotIntervalMs', 'idleMs', 'maxLagMs', 'prefetchDelayMs', 'flushTimeoutMs',
   'excludeAdd', 'excludeRemove', 'excludeDefaults', 'quotaSoftBytes', 'quotaHardBytes',
+  'sessions', 'readOnly', 'leaseTtlMs', 'leaseWaitMs',
   'metricsPort', 'metricsAddress', 'logLevel', 'debug',
 ]);
 
@@ -72,7 +73,8 @@ export async function planMount(positional: string[], o: Record<string, unknown>
     user: user!,
     repo: path.resolve(c.repository),
     mountpoint: mp,
-    cache: path.resolve(c.cacheDir ?? path.join(c.cacheRoot, user!)),
+    // A read-only session has its own cache by default, so that it can run beside a read-write one.
+    cache: path.resolve(c.cacheDir ?? path.join(c.cacheRoot, c.readOnly ? `${user!}.ro` : user!)),
     uid,
     gid,
     foreground: o.foreground === true,

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { formatDuration } from '../../src/core/units.js';
 import { control, listMounts, type MountRecord } from '../control.js';
 import { formatBytes, progressBar, staticBar } from '../progress.js';
+import type { LeaseView } from '../../src/profile.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, printConfig } from '../config.js';
 import { mount } from '../launch.cjs';
 import { defineMountCommand } from './mount.js';
@@ -108,14 +109,28 @@ interface StatusView {
   lastError?: { message: string; time: number } | null;
   prefetch?: { phase: string; filesDone: number; filesTotal: number; bytesDone: number; bytesTotal: number };
   usage?: { bytes: number; baseCount: string; softBytes: number | null; hardBytes: number | null; over: 'soft' | 'hard' | null };
-  lease?: unknown;
+  lease?: LeaseView | null;
+  readOnly?: boolean;
+  pickedUp?: number;
+  lastPickUp?: { commit: string; time: number; adopted: number; kept: number } | null;
   metricsUrl?: string | null;
+}
+
+/** This session's lease and the other desktops of the user, in one line. */
+function formatLease(s: StatusView): string {
+  const l = s.lease;
+  if (!l) return 'no lease';
+  const what = `${l.mode === 'ro' ? 'read-only' : 'read-write'}, ${l.policy}${l.generation !== null ? ` (exclusive lease generation ${l.generation})` : ''}`;
+  const state = l.state === 'lost' ? `LOST: ${l.lostReason ?? 'taken over by another desktop'}` : l.state === 'held' && l.failures > 0 ? `held, ${l.failures} renewal(s) failed` : l.state;
+  const others = l.others.length === 0 ? 'no other desktop' : l.others.map((o) => `${o.host} (pid ${o.pid}, ${o.mode === 'ro' ? 'read-only' : o.exclusive ? 'exclusive' : 'read-write'})`).join(', ');
+  const picked = s.pickedUp ? `; picked up ${s.pickedUp} commit(s) of other desktops${s.lastPickUp ? `, last ${formatDuration(Date.now() - s.lastPickUp.time)} ago` : ''}` : '';
+  return `${what}; ${state}; ${others}${picked}`;
 }
 
 /** The human form of one home's status. */
 function formatStatus(raw: Record<string, unknown>): string {
   const s = raw as unknown as StatusView;
-  const lines = [`${s.mountpoint}  user ${s.user ?? '?'}  ${s.state}${s.repositoryReachable === false ? ' (repository unreachable)' : ''}${s.pid ? `  pid ${s.pid}` : ''}`];
+  const lines = [`${s.mountpoint}  user ${s.user ?? '?'}  ${s.state}${s.repositoryReachable === false ? ' (repository unreachable)' : ''}${s.readOnly ? ' (read-only)' : ''}${s.pid ? `  pid ${s.pid}` : ''}`];
   const row = (k: string, v: string) => lines.push(`  ${k.padEnd(16)}${v}`);
   if (s.state === 'not answering') {
     row('error', s.lastError?.message ?? '');
@@ -150,7 +165,7 @@ function formatStatus(raw: Record<string, unknown>): string {
       row('usage', `${formatBytes(u.bytes)}${counted}${limits ? `; quota ${limits}` : ''}${u.over ? `; OVER THE ${u.over.toUpperCase()} LIMIT` : ''}`);
     }
   }
-  row('lease', s.lease === null || s.lease === undefined ? 'none (leases are not implemented yet)' : JSON.stringify(s.lease));
+  row('sessions', formatLease(s));
   row('last commit', s.lastCommit ? `${s.lastCommit.id.slice(0, 12)} (${formatDuration(Date.now() - s.lastCommit.time)} ago)` : '-');
   row('last error', s.lastError ? `${s.lastError.message} (${formatDuration(Date.now() - s.lastError.time)} ago)` : '-');
   if (s.metricsUrl) row('metrics', s.metricsUrl);
