@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { ManualClock } from '../../src/core/clock.js';
 import { RoamfsError } from '../../src/core/errors.js';
 import { nullLogger } from '../../src/core/log.js';
-import { Profile } from '../../src/profile.js';
+import { Profile, type ProfileConfig } from '../../src/profile.js';
 import { Repository } from '../../src/repository/repository.js';
 import type { Backend } from '../../src/repository/backend.js';
 import type { MemoryBackend } from '../../src/repository/memory.js';
@@ -37,18 +37,19 @@ async function world(t: import('ava').ExecutionContext) {
       };
     },
   }) as Backend;
-  const open = async () =>
+  let n = 0;
+  const open = async (config: Partial<ProfileConfig> = {}) =>
     Profile.open({
       remote: await Repository.open(backend, { clock }), user: 'alice', cacheDir: path.join(dir, 'cache'), clock, log: nullLogger,
-      host: 'desk', session: 'desk', pid: 1, uid: 1000, gid: 1000, config: { snapshotIntervalMs: null, prefetchDelayMs: null, flushTimeoutMs: 0 },
+      host: 'desk', session: `desk${++n}`, pid: 1, uid: 1000, gid: 1000, config: { snapshotIntervalMs: null, prefetchDelayMs: null, flushTimeoutMs: 0, ...config },
     });
   const profiles: Profile[] = [];
   t.teardown(async () => {
     for (const p of profiles) await p.halt().catch(() => {});
     await fsp.rm(dir, { recursive: true, force: true });
   });
-  const session = async () => {
-    const p = await open();
+  const session = async (config: Partial<ProfileConfig> = {}) => {
+    const p = await open(config);
     profiles.push(p);
     return p;
   };
@@ -113,4 +114,11 @@ test('repository unreachable at logout: the final snapshot goes to the local log
   t.is(await readText(again.vfs, '/offline.txt'), text);
   t.deepEqual(await again.close(), { ok: true, pending: 0 });
   t.is(contentsOf(await headModel(remote))['offline.txt'], text);
+});
+
+test('no local snapshot and no repository: the login fails with the repository error', async (t) => {
+  const { session, net } = await world(t);
+  net.down = true;
+  const err = await t.throwsAsync(session());
+  t.regex(err!.message, /unreachable/);
 });
