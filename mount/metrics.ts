@@ -12,8 +12,8 @@
  * prom-client is loaded only after the login (LOAD_DELAY_MS after start, or at the first scrape):
  * evaluating it costs a daemon start some 15 ms, and a login waits for the daemon. The hooks
  * work from the start; what they see before the load is kept and replayed into the collectors.
+ * node:http likewise, only when a metrics port is served.
  */
-import * as http from 'node:http';
 import type * as PromClient from 'prom-client';
 import type { FetchObserver } from '../src/base/chunk-loader.js';
 import type { Logger } from '../src/core/log.js';
@@ -200,6 +200,8 @@ export class DaemonMetrics {
    * metrics are not worth failing a login for (`roamfs metrics` still works).
    */
   async serve(address: string, port: number, log: Logger): Promise<{ url: string | null; close(): Promise<void> }> {
+    // Loaded here: most daemons serve no port, and node:http is not needed to answer "ready".
+    const http = await import('node:http');
     const server = http.createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('roamfs: GET /metrics\n');
