@@ -20,6 +20,7 @@ import type { QuotaLimits, UsageStatus } from './overlay/usage.js';
 import type { FetchObserver } from './base/chunk-loader.js';
 import { Lease, isLeaseError, type LeaseError, type LeasePolicy } from './repository/lease.js';
 import type { RebaseResult } from './snapshot/rebase.js';
+import type { Commit } from './repository/objects.js';
 
 export interface ProfileConfig {
   /** Take a snapshot this often when something changed; null: only on demand and at close. */
@@ -461,21 +462,31 @@ export class Profile {
   async followHead(): Promise<RebaseResult | null> {
     if (this.state !== 'mounted') return null;
     const user = this.o.user;
-    let head = await this.o.remote.head(user);
+    const head = await this.o.remote.head(user);
     if (!head || head.commit === this.snapshotter.baseCommitId) return null;
     if (this.pendingCount > 0 && !this.readOnly) {
+      // Another desktop committed: ours are merged onto its work now (not when idle), so that
+      // both sides see each other. Our own commits change nothing here: the idle policy goes on,
+      // and the pick-up follows once everything is committed.
+      if ((await this.o.remote.getCommit(head.commit)).origin?.log === this.logId) return null;
       await this.commitNow();
-      head = await this.o.remote.head(user);
-      if (!head || head.commit === this.snapshotter.baseCommitId) return null;
     }
-    const commit = await this.o.remote.getCommit(head.commit);
-    const nothingPending = this.readOnly ? async () => true : async () => (await this.log.pending()).length === 0;
-    const r = await this.snapshotter.rebaseOnto(commit.root, head.commit, nothingPending);
-    if (!r) return null;
-    if (commit.origin?.log !== this.logId || r.adopted.length > 0 || r.kept.length > 0) {
+    let commit: Commit | null = null;
+    // The head is read again where no snapshot can start: only a head that contains every
+    // snapshot of ours (nothing pending) may become the base.
+    const r = await this.snapshotter.rebaseOnto(async () => {
+      if (!this.readOnly && (await this.log.pending()).length > 0) return null;
+      const h = await this.o.remote.head(user);
+      if (!h) return null;
+      commit = await this.o.remote.getCommit(h.commit);
+      return { commit: h.commit, root: commit.root };
+    });
+    const c = commit as Commit | null;
+    if (!r || !c) return null;
+    if (c.origin?.log !== this.logId || r.adopted.length > 0 || r.kept.length > 0) {
       this.pickups.count++;
-      this.pickups.last = { commit: head.commit, time: this.o.clock.now(), adopted: r.adopted.length, kept: r.kept.length };
-      this.o.log.child({ component: 'pickup' }).info({ commit: head.commit, host: commit.host, adopted: r.adopted.length, kept: r.kept.length, paths: r.adopted.slice(0, 20) }, "picked up another desktop's commit");
+      this.pickups.last = { commit: r.commit, time: this.o.clock.now(), adopted: r.adopted.length, kept: r.kept.length };
+      this.o.log.child({ component: 'pickup' }).info({ commit: r.commit, host: c.host, adopted: r.adopted.length, kept: r.kept.length, paths: r.adopted.slice(0, 20) }, "picked up another desktop's commit");
       if (r.adopted.length > 0) this.o.onRemoteChange?.(r.adopted);
     }
     return r;

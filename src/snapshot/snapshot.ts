@@ -124,17 +124,19 @@ export class Snapshotter {
 
   /**
    * Pick up a newer committed root (other desktops' work, merged with ours): see rebase.ts.
-   * Serialized with snapshots. `nothingPending` is asked inside the serialization: unless every
-   * snapshot is committed, nothing happens (null), because pending snapshots are merged against
-   * the base they were taken on.
+   * Serialized with snapshots. `target` is asked inside the serialization, where no snapshot
+   * can start: it returns the commit to move to (the repository's head as of now), or null to do
+   * nothing — it must return null unless every snapshot is committed (pending snapshots are
+   * merged against the base they were taken on), and the head it names must contain them.
    */
-  rebaseOnto(to: RootRef, commit: ObjectId, nothingPending: () => Promise<boolean>): Promise<RebaseResult | null> {
+  rebaseOnto(target: () => Promise<{ commit: ObjectId; root: RootRef } | null>): Promise<(RebaseResult & { commit: ObjectId }) | null> {
     return this.serialized(async () => {
-      if (!(await nothingPending())) return null;
-      const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo }, this.prevRoot, to, this.doneEpoch);
+      const to = await target();
+      if (!to || to.commit === this.baseCommit) return null;
+      const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo }, this.prevRoot, to.root, this.doneEpoch);
       this.prevRoot = r.root;
-      this.baseCommit = commit;
-      return r;
+      this.baseCommit = to.commit;
+      return { ...r, commit: to.commit };
     });
   }
 

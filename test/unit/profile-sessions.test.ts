@@ -59,6 +59,14 @@ async function settle(clock: ManualClock, ms: number): Promise<void> {
   }
 }
 
+/** Let time pass until the promise settles (a login that waits for a lease sleeps on the manual clock). */
+async function whileWaiting<T>(clock: ManualClock, p: Promise<T>): Promise<T> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  await pump(clock, () => done, 100_000);
+  return p;
+}
+
 async function sameAsHead(t: ExecutionContext, p: Profile, remote: Repository, what: string) {
   t.deepEqual(normaliseLinks(await modelOfVfs(p.vfs)), await headModel(remote), what);
 }
@@ -95,10 +103,7 @@ test('exclusive: a second read-write login waits, then fails naming the holder; 
   const exclusive = { sessions: { policy: 'exclusive' as const, ttlMs: TTL, waitMs: 2_000 } };
   const a = await desk('deskA', exclusive);
   t.is(a.status().lease!.generation, 1);
-  const second = desk('deskB', exclusive);
-  const failed = second.then(() => null, (e: Error) => e);
-  await pump(clock, () => false, 300);
-  const err = await failed;
+  const err = await whileWaiting(clock, desk('deskB', exclusive).then(() => null, (e: Error) => e));
   t.truthy(err, 'refused');
   t.regex(err!.message, /the profile of alice is in use on host deskA \(pid 4242, session deska, exclusive lease generation 1/);
   t.is((err as { code?: string }).code, 'LEASE_HELD');
@@ -145,14 +150,14 @@ test('fencing: a desktop whose exclusive lease was taken over notices, says so, 
   const bOpen = desk('deskB', exclusive);
   let b: Profile | null = null;
   void bOpen.then((p) => (b = p));
-  t.true(await pump(clock, () => b !== null, 2_000));
+  t.true(await pump(clock, () => b !== null, 100_000));
   t.is(b!.status().lease!.generation, 2);
   await writeText(b!.vfs, '/notes.txt', 'notes from B');
   await b!.snapshotNow();
   await b!.commitNow();
   // A wakes up: its next heartbeat finds generation 2.
   frozen.advance(TTL);
-  await pump(clock, () => a.status().lease!.state === 'lost', 200);
+  await pump(clock, () => a.status().lease!.state === 'lost', 20_000);
   t.is(a.status().lease!.state, 'lost');
   t.regex(a.status().lease!.lostReason!, /taken over by host deskB/);
   t.regex(a.status().lastError!.message, /still committed, merged/);
@@ -168,12 +173,11 @@ test('a corrupt lease document or one claiming to expire far in the future block
   const { clock, remote, desk } = await world(t);
   await remote.backend.createState('alice', 'lease.000000000001', Buffer.from('{"v":1, not json'));
   const exclusive = { sessions: { policy: 'exclusive' as const, ttlMs: TTL, waitMs: 500 } };
-  const early = desk('deskA', exclusive).then(() => null, (e: Error) => e);
-  await pump(clock, () => false, 100);
-  t.regex((await early)!.message, /unreadable lease document \(lease\.000000000001: corrupt/);
+  const early = await whileWaiting(clock, desk('deskA', exclusive).then(() => null, (e: Error) => e));
+  t.regex(early!.message, /unreadable lease document \(lease\.000000000001: corrupt/);
   // Waiting long enough takes it over.
   let got: Profile | null = null;
   void desk('deskB', { sessions: { policy: 'exclusive', ttlMs: TTL, waitMs: 3 * TTL } }).then((p) => (got = p));
-  t.true(await pump(clock, () => got !== null, 2_000));
+  t.true(await pump(clock, () => got !== null, 100_000));
   t.is(got!.status().lease!.generation, 2);
 });

@@ -44,9 +44,11 @@ async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClo
     },
     /** Pick up the head, as the profile's snapshot loop does once nothing is pending. */
     async pickUp() {
-      const head = await remote.requireHead('alice');
-      const c = await remote.getCommit(head.commit);
-      return snap.rebaseOnto(c.root, head.commit, async () => (await log.pending()).length === 0);
+      return snap.rebaseOnto(async () => {
+        if ((await log.pending()).length > 0) return null;
+        const head = await remote.requireHead('alice');
+        return { commit: head.commit, root: (await remote.getCommit(head.commit)).root };
+      });
     },
     write: (p: string, s: string) => writeFile(vfs, p, s),
     read: (p: string) => readFile(vfs, p),

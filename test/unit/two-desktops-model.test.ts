@@ -123,7 +123,8 @@ async function run(t: ExecutionContext, seed: number, policy: LeasePolicy) {
     // An exclusive login may wait for the other desktop's lease to expire: let time pass.
     let settled = false;
     void d.opening.then(() => (settled = true), () => (settled = true));
-    for (let i = 0; i < 200 && !settled; i++) await advance(100);
+    for (let i = 0; i < 20_000 && !settled; i++) await advance(100);
+    if (!settled) throw new Error(`${d.name}: the login did not finish`);
     d.profile = await d.opening;
     d.opening = null;
     if (d.profile && d.profile.status().lease!.generation !== null && d.profile.status().lease!.generation! > 1) counts.takeovers++;
