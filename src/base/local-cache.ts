@@ -3,7 +3,7 @@ import { constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { errnoCode, ioError, isRoamfsError } from '../core/errors.js';
 import { sha256, type ObjectId } from '../core/hash.js';
-import { syncfs } from '../core/native.js';
+import { syncfsAsync } from '../core/native.js';
 import { PosixBackend } from '../repository/posix.js';
 import { Repository } from '../repository/repository.js';
 import type { ObjectType } from '../repository/objects.js';
@@ -97,7 +97,7 @@ export class LocalCache {
   async sync(): Promise<void> {
     const h = await fsp.open(this.dir, C.O_RDONLY | C.O_DIRECTORY);
     try {
-      syncfs(h.fd);
+      await syncfsAsync(h.fd);
     } finally {
       await h.close();
     }

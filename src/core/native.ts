@@ -5,6 +5,8 @@ import * as path from 'node:path';
 interface NativeAddon {
   lutimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   syncfs(fd: number): void;
+  /** Missing in an addon built before it existed (see syncfsAsync). */
+  syncfsAsync?(fd: number): Promise<void>;
 }
 
 // dist/src/core/native.js -> <root>/build/Release; src/core/native.ts (ts-node) -> same root.
@@ -49,4 +51,14 @@ export function lutimens(p: string, atime: bigint | 'now' | 'omit', mtime: bigin
 /** syncfs(2) on the file system holding the open fd. */
 export function syncfs(fd: number): void {
   addon.syncfs(fd);
+}
+
+/**
+ * syncfs(2) on the libuv thread pool: it writes back every dirty page of the file system and
+ * can take seconds, during which the event loop (a daemon's FUSE operations) goes on. Keep fd
+ * open until the promise settles. (An addon from before this function existed: synchronous.)
+ */
+export async function syncfsAsync(fd: number): Promise<void> {
+  if (addon.syncfsAsync) await addon.syncfsAsync(fd);
+  else addon.syncfs(fd);
 }

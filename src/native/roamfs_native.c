@@ -3,16 +3,21 @@
 //     precision and AT_SYMLINK_NOFOLLOW (Node's utimes goes through a double and loses ~240 ns);
 //     a nanosecond value of -1 means UTIME_OMIT, -2 UTIME_NOW.
 //   syncfs(fd): flush the whole file system holding fd (one barrier for many objects).
-// Both run synchronously on the calling thread; they are cheap metadata calls.
+//   syncfsAsync(fd) -> Promise: the same on the libuv thread pool. syncfs writes back every
+//     dirty page of the file system (other files' too), which can take seconds: a daemon must
+//     not stall its event loop on it. The caller keeps fd open until the promise settles.
+// The others run synchronously on the calling thread.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+static napi_value errno_error(napi_env env, int err, const char *syscall) {
   napi_value code, msg, error;
   const char *name = err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EPERM ? "EPERM"
                    : err == ENOTDIR ? "ENOTDIR" : err == EINVAL ? "EINVAL" : err == EROFS ? "EROFS" : "EIO";
@@ -25,7 +30,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_value n;
   napi_create_int32(env, err, &n);
   napi_set_named_property(env, error, "errno", n);
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  napi_throw(env, errno_error(env, err, syscall));
   return NULL;
 }
 
@@ -65,12 +74,56 @@ static napi_value do_syncfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int err;
+} syncfs_job;
+
+static void syncfs_execute(napi_env env, void *data) {
+  (void)env;
+  syncfs_job *j = data;
+  j->err = syncfs(j->fd) != 0 ? errno : 0;
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *data) {
+  syncfs_job *j = data;
+  if (status == napi_ok && j->err == 0) {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, j->deferred, undef);
+  } else {
+    napi_reject_deferred(env, j->deferred, errno_error(env, j->err ? j->err : EIO, "syncfs"));
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value do_syncfs_async(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "syncfsAsync(fd)"); return NULL; }
+  syncfs_job *j = calloc(1, sizeof *j);
+  if (!j) { napi_throw_error(env, NULL, "syncfsAsync: out of memory"); return NULL; }
+  j->fd = fd;
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "roamfs.syncfs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, syncfs_execute, syncfs_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "lutimens", NULL, lutimens, NULL, NULL, NULL, napi_default, NULL },
     { "syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL },
+    { "syncfsAsync", NULL, do_syncfs_async, NULL, NULL, NULL, napi_default, NULL },
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, 3, props);
   return exports;
 }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { RoamfsError, errnoCode, ioError } from '../core/errors.js';
 import { isObjectId, type ObjectId } from '../core/hash.js';
-import { syncfs } from '../core/native.js';
+import { syncfsAsync } from '../core/native.js';
 import type { Backend, ObjectBytes, ObjectInfo } from './backend.js';
 
 export const CONFIG_FILE = 'roamfs-repository.json';
@@ -275,7 +275,7 @@ export class PosixBackend implements Backend {
     this.unsynced = false;
     const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
     try {
-      syncfs(h.fd);
+      await syncfsAsync(h.fd); // objects put meanwhile set `unsynced` again: the next barrier takes them
     } catch (err) {
       this.unsynced = true;
       throw ioError(`sync ${this.location}`, err);
