@@ -13,15 +13,28 @@
  *   matched by exactly one release.
  */
 
+import { statfs } from 'node:fs/promises';
+
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EACCES' | 'EPERM' | 'EINVAL'
   | 'EIO' | 'EDQUOT' | 'ENOSPC' | 'EXDEV' | 'ENAMETOOLONG' | 'ENOTSUP' | 'ENODATA' | 'EBADF'
   | 'ELOOP' | 'EMLINK' | 'ERANGE' | 'EROFS' | 'EFBIG' | 'ENOSYS' | 'EBUSY';
 
+/**
+ * A file system answer, not a bug: it carries no stack trace (capturing one costs ~6 µs, and
+ * a lookup of a missing name or the kernel's getxattr("security.capability") before every
+ * write makes one per operation). Storage trouble behind an EIO is in `cause`, with its stack.
+ */
 export class FsError extends Error {
   readonly errno: Errno;
   constructor(errno: Errno, message?: string, opts?: { cause?: unknown }) {
-    super(message ?? errno, opts);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(message ?? errno, opts);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'FsError';
     this.errno = errno;
   }
@@ -111,7 +124,6 @@ export interface Vfs {
 
 /** StatFs of the local file system holding `dir` (used by every Vfs backed by a local directory). */
 export async function statfsOf(dir: string): Promise<StatFs> {
-  const { statfs } = await import('node:fs/promises');
   const s = await statfs(dir);
   return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, favail: s.ffree, namemax: 255 };
 }
