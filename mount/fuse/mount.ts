@@ -137,7 +137,9 @@ export async function mountFuse(mountpoint: string, vfs: Vfs, options: MountOpti
     mkdir: false,
     debug: options.debug ?? false,
   };
-  const fuse = new Fuse(mnt, buildHandlers(vfs, options), nativeOpts);
+  // Without the per-op timeout only the handlers answer, after the Vfs is done with write data.
+  const handlers = buildHandlers(vfs, { ...options, copyWriteData: options.copyWriteData ?? nativeOpts.timeout !== 0 });
+  const fuse = new Fuse(mnt, handlers, nativeOpts);
   keepAlive.add(fuse);
   await new Promise<void>((resolve, reject) => fuse.mount(nodeCb(resolve, reject)));
 

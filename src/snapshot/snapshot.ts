@@ -1,4 +1,3 @@
-import type { FileHandle } from 'node:fs/promises';
 import type { ObjectId } from '../core/hash.js';
 import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
 import type { Change } from '../repository/edit.js';
@@ -280,7 +279,6 @@ export class Snapshotter {
       void p.finally(() => inFlight.delete(p));
     };
     const size = file.size;
-    const h: FileHandle = await file.handle();
     const chunks: ChunkRef[] = [];
     const bufSize = Math.min(size, 8 * max) || 1;
     // Chunks are stored from subarrays of the read buffer while the next reads go on: every
@@ -290,7 +288,7 @@ export class Snapshotter {
     let pos = 0; // file offset of buf[0]
     while (pos < size) {
       while (have < buf.length && pos + have < size) {
-        const { bytesRead } = await h.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
+        const bytesRead = await file.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
         if (bytesRead === 0) break;
         have += bytesRead;
       }

@@ -10,7 +10,7 @@ import { ContentStore } from '../overlay/content.js';
 import { IdMap } from '../overlay/ids.js';
 import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
 import { Overlay } from '../overlay/overlay.js';
-import { UpperStore } from '../overlay/upper.js';
+import { UpperStore, type UpperStoreOptions } from '../overlay/upper.js';
 import { Usage, countTree, type QuotaLimits } from '../overlay/usage.js';
 import type { Commit, Ref, RootRef } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
@@ -47,6 +47,8 @@ export interface OverlayVfsOptions {
   exclusions?: Exclusions;
   /** Soft / hard limits of the profile's size (see src/overlay/usage.ts); default none. */
   quota?: QuotaLimits;
+  /** Where written files live (memory budget, synchronous I/O; see src/overlay/upper.ts); defaults there. */
+  upperFiles?: Omit<UpperStoreOptions, 'log'>;
 }
 
 export interface VfsStats {
@@ -102,6 +104,13 @@ export class OverlayVfs implements Vfs {
    * working-set recorder, src/prefetch/). Null: no hook.
    */
   onOpen: ((path: string) => void) | null = null;
+  /**
+   * Called on every fsync / fdatasync of a regular file that snapshots take (not excluded, not
+   * unlinked). The data a program syncs becomes durable with the next snapshot (recovery mounts
+   * the last durable snapshot and never reads upper files, so syncing those would buy nothing):
+   * the profile brings that snapshot forward. Must be cheap and must not throw. Null: no hook.
+   */
+  onFsync: (() => void) | null = null;
 
   private constructor(
     readonly overlay: Overlay,
@@ -121,7 +130,8 @@ export class OverlayVfs implements Vfs {
   /** Mount: read the head ref, the commit and the root tree; nothing else. */
   static async open(opts: OverlayVfsOptions): Promise<OverlayVfs> {
     const cache = await LocalCache.open(opts.cacheDir);
-    const upper = await UpperStore.open(opts.cacheDir);
+    const log = opts.log ?? (() => {});
+    const upper = await UpperStore.open(opts.cacheDir, { ...opts.upperFiles, log });
     const loader = new ChunkLoader(opts.remote, cache, { backgroundConcurrency: opts.backgroundFetches ?? 4 });
     const ref = opts.commit || opts.snapshot ? null : await opts.remote.head(opts.user);
     const commitId = opts.snapshot?.commit ?? opts.commit ?? ref?.commit ?? null;
@@ -139,7 +149,7 @@ export class OverlayVfs implements Vfs {
     await overlay.children(overlay.root);
     const reader = new BaseReader(loader, { readahead: opts.readahead ?? true });
     const content = new ContentStore(overlay, reader, upper);
-    return new OverlayVfs(overlay, loader, content, reader, path.resolve(opts.cacheDir), opts.log ?? (() => {}), ref, commitId, commit, root);
+    return new OverlayVfs(overlay, loader, content, reader, path.resolve(opts.cacheDir), log, ref, commitId, commit, root);
   }
 
   /**
@@ -172,12 +182,19 @@ export class OverlayVfs implements Vfs {
 
   /**
    * Unmount: release handles the kernel did not release (after the FUSE session ended), wait for
-   * background fetches, close cached file handles. The overlay's state stays in memory.
+   * background fetches and removals, close cached file handles and idle upper files. The
+   * overlay's state stays in memory (an upper file is reopened when a snapshot reads it).
    */
   async close(): Promise<void> {
     for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => {});
     await this.loader.idle();
     await this.reader.fds.closeAll();
+    await this.content.close();
+  }
+
+  /** Resolves when the background work on upper files (removals, closes, spares) is done. */
+  settled(): Promise<void> {
+    return this.content.upper.idle();
   }
 
   // ---- attributes ----------------------------------------------------------------------------
@@ -290,11 +307,10 @@ export class OverlayVfs implements Vfs {
     this.handle(fh);
   }
 
-  async fsync(fh: number, datasync: boolean): Promise<void> {
-    const h = this.handle(fh);
-    return this.guard('fsync', this.pathOf(h.node), async () => {
-      if (h.node.kind === 'file') await this.content.fsync(h.node, datasync);
-    });
+  /** No disk I/O: see onFsync. */
+  async fsync(fh: number, _datasync: boolean): Promise<void> {
+    const node = this.handle(fh).node;
+    if (node.kind === 'file' && !node.excluded && !node.unlinked) this.onFsync?.();
   }
 
   async release(fh: number): Promise<void> {
@@ -503,14 +519,17 @@ export class OverlayVfs implements Vfs {
     return fh;
   }
 
-  /** After the last handle of a file went away (or it was unlinked): free what it held. */
+  /**
+   * After the last handle of a file went away (or it was unlinked): free what it held. Its
+   * upper file is closed or deleted in the background; this waits only when that queue is full.
+   */
   private async settleClosed(node: FileNode): Promise<void> {
     if (node.openCount > 0) return;
     if (node.unlinked) {
       this.overlay.forget(node);
       await this.content.discard(node);
     } else {
-      await this.content.closeIdle(node);
+      this.content.released(node);
     }
   }
 
@@ -548,8 +567,21 @@ export class OverlayVfs implements Vfs {
     return node;
   }
 
-  private async walk(parts: readonly string[], p: string): Promise<Node> {
+  /** The node at `parts`: without yielding while every directory on the way is materialized. */
+  private walk(parts: readonly string[], p: string): Promise<Node> {
     let node: Node = this.overlay.root;
+    for (let i = 0; i < parts.length; i++) {
+      if (node.kind !== 'dir') return Promise.reject(new FsError('ENOTDIR', p));
+      if (!node.children) return this.walkFrom(node, parts.slice(i), p);
+      const next: Node | undefined = node.children.get(parts[i]!);
+      if (!next) return Promise.reject(new FsError('ENOENT', p));
+      node = next;
+    }
+    return Promise.resolve(node);
+  }
+
+  private async walkFrom(start: DirNode, parts: readonly string[], p: string): Promise<Node> {
+    let node: Node = start;
     for (const name of parts) {
       if (node.kind !== 'dir') throw new FsError('ENOTDIR', p);
       const next: Node | undefined = (await this.kids(node, p)).get(name);

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ManualClock } from '../../src/core/clock.js';
 import { MemoryBackend } from '../../src/repository/memory.js';
 import { Repository } from '../../src/repository/repository.js';
-import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
+import { OverlayVfs, type OverlayVfsOptions } from '../../src/vfs/overlay-vfs.js';
 import { FsError, type Attr, type Caller } from '../../src/vfs/types.js';
 import type { DriverFactory, FsDriver, FsFile, FsStat } from './driver.js';
 
@@ -64,17 +64,20 @@ export function vfsDriver(vfs: OverlayVfs, clock: ManualClock, caller: Caller): 
   };
 }
 
-/** Each test: a new empty profile in an in-memory repository, a temp cache directory. */
-export function memoryVfsFactory(): DriverFactory {
+/**
+ * Each test: a new empty profile in an in-memory repository, a temp cache directory.
+ * `upperFiles`: where written files live (default: small ones in memory), named in the suite.
+ */
+export function memoryVfsFactory(o: { name?: string; upperFiles?: OverlayVfsOptions['upperFiles'] } = {}): DriverFactory {
   const dirs = new Map<FsDriver, string>();
   const vfss = new Map<FsDriver, OverlayVfs>();
   return {
-    name: 'vfs',
+    name: o.name ?? 'vfs',
     async open() {
       const clock = new ManualClock();
       const repo = await Repository.init(new MemoryBackend(clock));
       const cacheDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-conf-'));
-      const vfs = await OverlayVfs.open({ remote: repo, user: 'alice', cacheDir, clock, uid: 1000, gid: 1000 });
+      const vfs = await OverlayVfs.open({ remote: repo, user: 'alice', cacheDir, clock, uid: 1000, gid: 1000, ...(o.upperFiles ? { upperFiles: o.upperFiles } : {}) });
       const d = vfsDriver(vfs, clock, { uid: 1000, gid: 1000, pid: 1 });
       dirs.set(d, cacheDir);
       vfss.set(d, vfs);

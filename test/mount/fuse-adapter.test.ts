@@ -208,6 +208,29 @@ test('write copies the native buffer before the Vfs awaits', async (t) => {
   t.is(seenContent, 'hello world');
 });
 
+test('copyWriteData false: the Vfs writes from the native buffer, and the kernel is answered only after it is done', async (t) => {
+  const native = Buffer.from('hello world, this is the kernel buffer');
+  let seen: Buffer | undefined;
+  let finishWrite: (() => void) | undefined;
+  const h = harness(
+    fakeVfs({
+      write: async (_fh, buf, length) => {
+        seen = buf;
+        await new Promise<void>((r) => (finishWrite = r));
+        return length;
+      },
+    }),
+    { copyWriteData: false },
+  );
+  let answered = false;
+  const done = call(h.ops.write, null, 7, native, 11, 4096).then((a) => ((answered = true), a));
+  for (let i = 0; i < 5; i++) await tick();
+  t.is(seen, native, 'no copy');
+  t.false(answered, 'no answer while the Vfs holds the buffer');
+  finishWrite!();
+  t.deepEqual(await done, [11]);
+});
+
 test('setxattr copies the value before the Vfs awaits', async (t) => {
   let content = '';
   const native = Buffer.from('value-1');
