@@ -133,6 +133,7 @@ export const SCHEMA = [
   spec({ key: 'uid', type: idOrOwner, default: null as number | null, unit: null, expect: 'a numeric uid', arg: 'n', nullText: 'owner of MOUNTPOINT', help: "owner shown for the profile owner's files" }),
   spec({ key: 'gid', type: idOrOwner, default: null as number | null, unit: null, expect: 'a numeric gid', arg: 'n', nullText: 'group of MOUNTPOINT', help: "group shown for the profile owner's files" }),
   spec({ key: 'snapshotIntervalMs', type: durationOrOff, default: DEFAULT_PROFILE_CONFIG.snapshotIntervalMs as number | null, unit: 'ms', expect: 'a duration (500ms, 30s, 5m) or off', arg: 'duration', help: 'snapshot this often when something changed (off: only on demand and at logout)' }),
+  spec({ key: 'fsyncSnapshotDelayMs', type: durationOrOff, default: DEFAULT_PROFILE_CONFIG.fsyncSnapshotDelayMs as number | null, unit: 'ms', expect: 'a duration (500ms, 30s, 5m) or off', arg: 'duration', help: 'an fsync makes what was written durable this soon, by a snapshot (at most one per this interval; off: fsync waits for the snapshot interval)' }),
   spec({ key: 'idleMs', type: duration, default: DEFAULT_COMMIT_POLICY.idleMs, unit: 'ms', expect: 'a duration (500ms, 30s, 5m)', arg: 'duration', help: 'commit after this long without file system activity' }),
   spec({ key: 'maxLagMs', type: duration, default: DEFAULT_COMMIT_POLICY.maxLagMs, unit: 'ms', expect: 'a duration (500ms, 30s, 5m)', arg: 'duration', help: 'commit before the oldest unshipped snapshot is this old, busy or not' }),
   spec({ key: 'prefetchDelayMs', type: durationOrOff, default: DEFAULT_PROFILE_CONFIG.prefetchDelayMs as number | null, unit: 'ms', expect: 'a duration (500ms, 30s, 5m) or off', arg: 'duration', help: 'after this long, fetch the rest of the profile in the background (off: only on demand)' }),
@@ -397,6 +398,7 @@ export function excludesOf(c: Config): string[] {
 export function profileConfigOf(c: Config): Partial<ProfileConfig> {
   return {
     snapshotIntervalMs: c.snapshotIntervalMs,
+    fsyncSnapshotDelayMs: c.fsyncSnapshotDelayMs,
     prefetchDelayMs: c.prefetchDelayMs,
     flushTimeoutMs: c.flushTimeoutMs,
     commit: { ...DEFAULT_COMMIT_POLICY, idleMs: c.idleMs, maxLagMs: c.maxLagMs },

@@ -25,6 +25,12 @@ import type { Commit } from './repository/objects.js';
 export interface ProfileConfig {
   /** Take a snapshot this often when something changed; null: only on demand and at close. */
   snapshotIntervalMs: number | null;
+  /**
+   * An fsync / fdatasync brings a snapshot forward to this long after it, so that what a
+   * program synced is durable that soon (requestSnapshot; at most one such snapshot per this
+   * interval). null: fsync does not start snapshots.
+   */
+  fsyncSnapshotDelayMs: number | null;
   commit: CommitPolicyConfig;
   /** How long close()/flush() keep retrying an unreachable repository before giving up. */
   flushTimeoutMs: number;
@@ -55,6 +61,7 @@ export interface ProfileConfig {
 
 export const DEFAULT_PROFILE_CONFIG: ProfileConfig = {
   snapshotIntervalMs: 60_000,
+  fsyncSnapshotDelayMs: 1000,
   commit: DEFAULT_COMMIT_POLICY,
   flushTimeoutMs: 30_000,
   prefetchDelayMs: 30_000,
@@ -201,6 +208,8 @@ export class Profile {
   private activeOps = 0;
   private background: BackgroundLoading | null = null;
   private readonly pickups = { count: 0, last: null as ProfileStatus['lastPickUp'] };
+  /** requestSnapshot: the armed timer, a snapshot it started still running, a request meanwhile. */
+  private readonly soon = { timer: null as Timer | null, running: false, again: false };
 
   private constructor(
     private readonly o: ProfileOptions,
@@ -317,6 +326,7 @@ export class Profile {
       );
       const p = new Profile(o, config, vfs, db, changelog, snap, logId, pending.length, lease);
       self = p;
+      vfs.onFsync = () => p.requestSnapshot();
       if (lostBeforeOpen) p.leaseLost(lostBeforeOpen);
       lease.start();
       if (dropped.length > 0) {
@@ -361,6 +371,34 @@ export class Profile {
     this.lastActivityMs = this.o.clock.now();
     if (phase === 'start') this.activeOps++;
     else if (phase === 'end' && this.activeOps > 0) this.activeOps--;
+  }
+
+  /**
+   * A program asked for durability (fsync): take a snapshot fsyncSnapshotDelayMs from now.
+   * Requests while one is armed join it; requests while its snapshot runs (they may come after
+   * its instant) arm one more once it is done. Cheap; never throws.
+   */
+  requestSnapshot(): void {
+    const delay = this.config.fsyncSnapshotDelayMs;
+    if (delay === null || this.readOnly || this.state !== 'mounted' || this.soon.timer) return;
+    if (this.soon.running) {
+      this.soon.again = true;
+      return;
+    }
+    this.soon.timer = this.o.clock.setTimer(delay, () => {
+      this.soon.timer = null;
+      if (this.state !== 'mounted') return;
+      this.soon.running = true;
+      void this.snapshotNow()
+        .catch(() => {})
+        .finally(() => {
+          this.soon.running = false;
+          if (this.soon.again) {
+            this.soon.again = false;
+            this.requestSnapshot();
+          }
+        });
+    });
   }
 
   /**
