@@ -61,12 +61,9 @@ export function runBundle(file: string, args: string[]): void {
   } catch {
     // no cache yet
   }
-  const script = new vm.Script(Module.wrap(source), {
-    filename: file,
-    cachedData,
-    // A dynamic import() in the bundle resolves like one in a regular CommonJS module.
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No importModuleDynamically: it does not survive a code cache (and is experimental in Node 20);
+  // the build turns every import() of a bundle into a require() (scripts/build-bundles.ts).
+  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
   if (useCache && (cachedData === undefined || script.cachedDataRejected)) {
     pending = () => {
       const tmp = `${cacheFile}.${process.pid}.tmp`;
