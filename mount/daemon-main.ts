@@ -72,7 +72,14 @@ function stderrTo(cache: string): void {
     throw ioError(`cache directory ${cache}`, err);
   }
   closeSync(2);
-  const fd = openSync(file, 'a', 0o600);
+  let fd = -1;
+  try {
+    fd = openSync(file, 'a', 0o600);
+  } finally {
+    // Never leave fd 2 free: the next file opened (the lock, an object) would get it, and
+    // everything written to "stderr" would land there.
+    if (fd !== 2) openSync('/dev/null', 'w');
+  }
   if (fd !== 2) throw new Error(`stderr: ${file} opened as fd ${fd}, not 2`);
 }
 
