@@ -7,6 +7,7 @@
  */
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -126,6 +127,33 @@ fs.openSync = function (p, ...rest) {
   const r = await run(process.execPath, [ROAMFS_BIN, 'mount', h.repo, h.user, h.mountpoint, '--cache', h.cache], { env: { ...h.env, NODE_OPTIONS: `--require ${probe}` } });
   await failsWith(t, h, r, 1, new RegExp(`^roamfs: the daemon exited before the mount was ready \\(see ${path.join(h.cache, 'daemon.stderr')}\\)$`));
   t.regex(await fsp.readFile(path.join(h.cache, 'daemon.stderr'), 'utf8'), /probe: the daemon dies now/);
+});
+
+test('--foreground: the daemon runs in the CLI process, says so on stderr and ends with the logout; its errors are the same one line', async (t) => {
+  const h = await unmounted(t);
+  const child = spawn(process.execPath, [ROAMFS_BIN, 'mount', h.repo, h.user, h.mountpoint, '--cache', h.cache, '--foreground'], { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  let stderr = '';
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (stderr.includes('profile is mounted')) resolve();
+    });
+    void exited.then((code) => reject(new Error(`exited ${code} before the mount: ${stderr}`)));
+  });
+  t.regex(stderr, new RegExp(`^roamfs: alice's profile is mounted at ${h.mountpoint} \\(stop with: roamfs logout ${h.mountpoint}\\)$`, 'm'));
+  t.is((await h.status()).pid, child.pid!, 'served by the CLI process itself');
+  t.is(await fsp.readFile(h.p('f'), 'utf8'), 'x');
+  t.is((await h.logout()).code, 0);
+  t.is(await exited, 0);
+  t.is(stdout, '');
+  t.regex(stderr, /"msg":"logged out: everything is in the repository"/, 'the log goes to stderr');
+  const bad = await run(process.execPath, [ROAMFS_BIN, 'mount', h.repo, h.user, path.join(h.base, 'nowhere'), '--foreground'], { env: h.env });
+  t.is(bad.code, 1);
+  t.is(bad.stderr, `roamfs: mountpoint ${path.join(h.base, 'nowhere')} does not exist\n`);
 });
 
 test('bin/roamfs.js runs the CLI bundle', async (t) => {
