@@ -198,6 +198,7 @@ export interface UpperStoreOptions {
 }
 
 const SLOW_SYNC_MS = 2;
+const MEM_HEADROOM = 4096;
 const SLOW_BACKOFF_MS = 1000;
 
 /**
@@ -260,7 +261,8 @@ export class UpperStore {
    */
   take(): UpperFile | null {
     let f: UpperFile | null = null;
-    if (this.memTake(0)) f = new UpperFile(this, { mem: Buffer.alloc(0) });
+    // In memory only with room for a first write: moving a file to disk costs more than a spare.
+    if (this.memTake(0) && this.memBytes + Math.min(MEM_HEADROOM, this.memFileMax) <= this.memBudget) f = new UpperFile(this, { mem: Buffer.alloc(0) });
     else {
       f = this.spares.pop() ?? null;
       this.refill();
