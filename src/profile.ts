@@ -208,8 +208,11 @@ export class Profile {
   private activeOps = 0;
   private background: BackgroundLoading | null = null;
   private readonly pickups = { count: 0, last: null as ProfileStatus['lastPickUp'] };
-  /** requestSnapshot: the armed timer, a snapshot it started still running, a request meanwhile. */
-  private readonly soon = { timer: null as Timer | null, running: false, again: false };
+  /**
+   * requestSnapshot: the armed timer, a snapshot it started still running, a request meanwhile,
+   * and the earliest time of the next one (ms).
+   */
+  private readonly soon = { timer: null as Timer | null, running: false, again: false, notBefore: 0 };
 
   private constructor(
     private readonly o: ProfileOptions,
@@ -376,7 +379,10 @@ export class Profile {
   /**
    * A program asked for durability (fsync): take a snapshot fsyncSnapshotDelayMs from now.
    * Requests while one is armed join it; requests while its snapshot runs (they may come after
-   * its instant) arm one more once it is done. Cheap; never throws.
+   * its instant) arm one more once it is done. A snapshot that took long (a big file to chunk)
+   * keeps the next one away for three times as long: snapshots started by fsync use at most a
+   * quarter of the time (a database that syncs all the time must not keep the daemon busy
+   * chunking it). Cheap; never throws.
    */
   requestSnapshot(): void {
     const delay = this.config.fsyncSnapshotDelayMs;
@@ -385,13 +391,16 @@ export class Profile {
       this.soon.again = true;
       return;
     }
-    this.soon.timer = this.o.clock.setTimer(delay, () => {
+    this.soon.timer = this.o.clock.setTimer(Math.max(delay, this.soon.notBefore - this.o.clock.now()), () => {
       this.soon.timer = null;
       if (this.state !== 'mounted') return;
       this.soon.running = true;
+      const started = this.o.clock.now();
       void this.snapshotNow()
         .catch(() => {})
         .finally(() => {
+          const now = this.o.clock.now();
+          this.soon.notBefore = now + 3 * (now - started);
           this.soon.running = false;
           if (this.soon.again) {
             this.soon.again = false;

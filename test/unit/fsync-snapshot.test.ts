@@ -93,3 +93,16 @@ test('fsync: off, or of an excluded file, starts no snapshot', async (t) => {
   t.is(await w.durable(), 0);
   t.is(w.p.status().snapshots, 0);
 });
+
+test('fsync: after a snapshot that took long, the next one waits three times as long (a quarter of the time at most)', async (t) => {
+  const w = await profile(t, { fsyncSnapshotDelayMs: 1000 });
+  await w.save('/notes.txt', 'notes v2');
+  w.clock.advance(1000); // the requested snapshot starts ...
+  w.clock.advance(5000); // ... and takes at least 5 s of the clock
+  t.true(await pump(w.clock, () => w.p.status().snapshots === 1, 3000));
+  await w.save('/todo.txt', 'todo v2');
+  await w.wait(12_000);
+  t.is(w.p.status().snapshots, 1, 'not after 1 s: at least 15 s after the slow one');
+  t.true(await pump(w.clock, () => w.p.status().snapshots === 2, 1000));
+  t.false(w.p.status().dirty);
+});
