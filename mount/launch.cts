@@ -17,7 +17,6 @@
  * CommonJS (.cts) so that bin/roamfs.js loads it with a plain require (no ES module loader).
  */
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** The checkout: dist/mount/ (or dist/bundle/, inside the CLI bundle) -> ../.. */
@@ -29,29 +28,8 @@ export const DAEMON_BUNDLE = path.join(BUNDLE_DIR, 'daemon-main.js');
 /** `node bundle-loader.cjs BUNDLE ARGS...` starts the daemon. */
 const LOADER = path.join(ROOT, 'dist', 'mount', 'bundle-loader.cjs');
 
-/**
- * The bundles are not older than the TypeScript build they were made from: after a bare `tsc`
- * (which rewrites dist/.tsbuildinfo whenever something changed) they would silently run the
- * old code. Null when they are fine (or there is no .tsbuildinfo: a copy of the build).
- */
-function staleBundle(): string | null {
-  const tsc = statSync(path.join(ROOT, 'dist', '.tsbuildinfo'), { throwIfNoEntry: false });
-  if (!tsc) return null;
-  for (const b of [CLI_BUNDLE, DAEMON_BUNDLE]) {
-    const st = statSync(b, { throwIfNoEntry: false });
-    if (st && st.mtimeMs < tsc.mtimeMs) return b;
-  }
-  return null;
-}
-
 /** bin/roamfs.js: `args` are the command line after `roamfs`. */
 export function main(args: string[]): void {
-  const stale = staleBundle();
-  if (stale) {
-    console.error(`roamfs: ${path.relative(ROOT, stale)} is older than the TypeScript build in dist/: run npm run build`);
-    process.exitCode = 70;
-    return;
-  }
   const help = args.some((a) => a === '-h' || a === '--help' || a === '-V' || a === '--version');
   if (args[0] === 'mount' && !help) mount(args.slice(1));
   else run(CLI_BUNDLE, args);

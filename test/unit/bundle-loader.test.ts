@@ -2,8 +2,7 @@
  * mount/bundle-loader.cts: a bundle runs as the main program with its arguments, and its V8
  * code cache (BUNDLE.v8cache) is made once, kept while it matches, and never runs stale code:
  * V8 checks only the source's length, so a changed bundle of the same length must be caught by
- * the cache's own hash. A damaged cache, or none at all, only costs time. And bin/roamfs.js
- * (mount/launch.cts) does not run bundles older than the TypeScript build.
+ * the cache's own hash. A damaged cache, or none at all, only costs time.
  */
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
@@ -89,36 +88,4 @@ test('a cache that cannot be written (its name is a directory) costs nothing but
   t.deepEqual(await runIt(file, ['ok']), { argv: ['ok'], v: 'A', file, main: file });
   t.true((await fsp.stat(cache)).isDirectory());
   t.deepEqual((await fsp.readdir(path.dirname(file))).sort(), ['b.js', 'b.js.v8cache'], 'no temporary file left');
-});
-
-test('bin/roamfs.js refuses bundles older than the TypeScript build (a bare tsc), in one line', async (t) => {
-  // A checkout of its own: the real launcher and loader, a stand-in CLI bundle.
-  const root = await tempDir(t, 'roamfs-stale-bundle');
-  const here = path.dirname(LOADER);
-  await fsp.mkdir(path.join(root, 'bin'));
-  await fsp.mkdir(path.join(root, 'dist', 'mount'), { recursive: true });
-  await fsp.mkdir(path.join(root, 'dist', 'bundle'));
-  for (const f of ['roamfs.js', 'package.json']) await fsp.copyFile(path.join(here, '..', '..', 'bin', f), path.join(root, 'bin', f));
-  for (const f of ['launch.cjs', 'bundle-loader.cjs']) await fsp.copyFile(path.join(here, f), path.join(root, 'dist', 'mount', f));
-  await fsp.writeFile(path.join(root, 'dist', 'bundle', 'package.json'), '{ "type": "commonjs" }\n');
-  const cli = path.join(root, 'dist', 'bundle', 'cli.js');
-  await fsp.writeFile(cli, "console.log('cli', process.argv.slice(2).join(' '));\n");
-  const tsbuildinfo = path.join(root, 'dist', '.tsbuildinfo');
-  await fsp.writeFile(tsbuildinfo, '{}');
-  const run = () => promisify(execFile)(process.execPath, [path.join(root, 'bin', 'roamfs.js'), 'status', '--json']).then(
-    (r) => ({ code: 0, ...r }),
-    (e: { code: number; stdout: string; stderr: string }) => e,
-  );
-  const old = new Date(Date.now() - 60_000);
-  await fsp.utimes(cli, old, old);
-  const stale = await run();
-  t.is(stale.code, 70);
-  t.is(stale.stderr, 'roamfs: dist/bundle/cli.js is older than the TypeScript build in dist/: run npm run build\n');
-  t.is(stale.stdout, '');
-  await fsp.utimes(tsbuildinfo, new Date(old.getTime() - 60_000), new Date(old.getTime() - 60_000));
-  const fresh = await run();
-  t.is(fresh.code, 0, fresh.stderr);
-  t.is(fresh.stdout, 'cli status --json\n');
-  await fsp.rm(tsbuildinfo);
-  t.is((await run()).stdout, 'cli status --json\n', 'no .tsbuildinfo (a copy of the build): no check');
 });
