@@ -72,6 +72,17 @@ abstract class NodeCommon implements NodeAttrs {
     this.ctimeNs = attrs.ctimeNs;
     this.xattrs = attrs.xattrs;
   }
+
+  /** Take all of these attributes (no change mark: the caller decides what this change is). */
+  setAttrs(a: NodeAttrs): void {
+    this.perm = a.perm;
+    this.uid = a.uid;
+    this.gid = a.gid;
+    this.atimeNs = a.atimeNs;
+    this.mtimeNs = a.mtimeNs;
+    this.ctimeNs = a.ctimeNs;
+    this.xattrs = a.xattrs;
+  }
 }
 
 export class FileNode extends NodeCommon {

@@ -262,15 +262,7 @@ export class Overlay {
    */
   adoptBase(node: Node, entry: TreeEntry, ownAttrs: boolean): void {
     node.base = entry;
-    if (!ownAttrs) return;
-    const a = this.attrsOf(entry);
-    node.perm = a.perm;
-    node.uid = a.uid;
-    node.gid = a.gid;
-    node.atimeNs = a.atimeNs;
-    node.mtimeNs = a.mtimeNs;
-    node.ctimeNs = a.ctimeNs;
-    node.xattrs = a.xattrs;
+    if (ownAttrs) node.setAttrs(this.attrsOf(entry));
   }
 
   /** Unlink a node and everything materialized below it (files still open stay reachable by their handles). */

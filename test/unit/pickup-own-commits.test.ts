@@ -4,6 +4,7 @@
  * snapshots, commits and snapshot ticks. Seeded; the workload renames whole directories, edits,
  * truncates, deletes, chmods and makes symlinks, as the crash harness does.
  */
+import { Rng } from '../../scripts/lib/rng.js';
 import test from 'ava';
 import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -17,15 +18,18 @@ import { modelOfVfs, normaliseLinks } from '../helpers/profile-model.js';
 import { headModel, readText, smallProfileRepo, writeText } from '../helpers/small-profile.js';
 import { Repository } from '../../src/repository/repository.js';
 
+/** r.int(n): 0 <= x < n (scripts/lib/rng.ts, the harnesses' seeded generator). */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return (x ^ (x >>> 14)) >>> 0;
-  };
-  return { int: (n: number) => next() % n, pick: <T,>(xs: readonly T[]) => xs[next() % xs.length]! };
+  const r = new Rng(seed);
+  return { int: (n: number) => r.int(0, n - 1), pick: <T,>(xs: readonly T[]) => r.pick(xs) };
+}
+
+/** One desktop whose loops never run by themselves: the test calls every step. */
+function alone(remote: Repository, dir: string, clock: ManualClock): Promise<Profile> {
+  return Profile.open({
+    remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, log: nullLogger, host: 'desk', session: 'desk', pid: 1, uid: 1000, gid: 1000,
+    config: { snapshotIntervalMs: null, prefetchDelayMs: null, fsyncSnapshotDelayMs: null, commit: { ...DEFAULT_COMMIT_POLICY, idleMs: 1e12, maxLagMs: 1e12 } },
+  });
 }
 
 for (const seed of [1, 2, 3, 4, 5, 6]) {
@@ -34,10 +38,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     const clock = new ManualClock();
     const remote = await smallProfileRepo(clock);
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-own-pickup-'));
-    const p = await Profile.open({
-      remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, log: nullLogger, host: 'desk', session: 'desk', pid: 1, uid: 1000, gid: 1000,
-      config: { snapshotIntervalMs: null, prefetchDelayMs: null, fsyncSnapshotDelayMs: null, commit: { ...DEFAULT_COMMIT_POLICY, idleMs: 1e12, maxLagMs: 1e12 } },
-    } as Parameters<typeof Profile.open>[0]);
+    const p = await alone(remote, dir, clock);
     t.teardown(async () => {
       await p.halt();
       await fsp.rm(dir, { recursive: true, force: true });
@@ -131,10 +132,7 @@ test('a pick-up that read the head before a newer snapshot and commit never move
   });
   const remote = await Repository.open(backend, { clock });
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-stale-head-'));
-  const p = await Profile.open({
-    remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, log: nullLogger, host: 'desk', session: 'desk', pid: 1, uid: 1000, gid: 1000,
-    config: { snapshotIntervalMs: null, prefetchDelayMs: null, fsyncSnapshotDelayMs: null, commit: { ...DEFAULT_COMMIT_POLICY, idleMs: 1e12, maxLagMs: 1e12 } },
-  } as Parameters<typeof Profile.open>[0]);
+  const p = await alone(remote, dir, clock);
   t.teardown(async () => {
     await p.halt();
     await fsp.rm(dir, { recursive: true, force: true });

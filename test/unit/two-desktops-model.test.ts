@@ -12,6 +12,7 @@
  *
  * ROAMFS_MODEL_SEEDS=N runs N seeds per policy instead of the default.
  */
+import { Rng } from '../../scripts/lib/rng.js';
 import test, { type ExecutionContext } from 'ava';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -31,15 +32,10 @@ const STEPS = 260;
 const TTL = 3_000;
 const FILES = ['/notes.txt', '/todo.txt', '/docs/a.txt', '/docs/b.txt', '/docs/deep/x', '/lazy/one', '/new1', '/docs/new2'];
 
+/** r.int(n): 0 <= x < n (scripts/lib/rng.ts, the harnesses' seeded generator). */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return (x ^ (x >>> 14)) >>> 0;
-  };
-  return { int: (n: number) => next() % n, pick: <T,>(xs: readonly T[]) => xs[next() % xs.length]! };
+  const r = new Rng(seed);
+  return { int: (n: number) => r.int(0, n - 1), pick: <T,>(xs: readonly T[]) => r.pick(xs) };
 }
 
 /** A backend that can be cut off (one desktop losing the repository). */
