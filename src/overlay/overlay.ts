@@ -40,6 +40,12 @@ export class Overlay {
   private readonly materializing = new SingleFlight<number, Map<string, Node>>();
   readonly exclusions: Exclusions;
   readonly usage: Usage;
+  /**
+   * Called for every file that adoptEntry detached (another desktop's change replaced or removed
+   * it), so that its content (an upper file, in memory or on disk) is freed once no handle holds
+   * it, as after an unlink. Set by the Vfs.
+   */
+  onDetach: ((node: FileNode) => void) | null = null;
 
   constructor(
     private readonly loader: ChunkLoader,
@@ -271,6 +277,7 @@ export class Overlay {
     node.unlinked = true;
     node.ctimeNs = this.now();
     if (node.kind !== 'file' || node.openCount === 0) this.inodes.delete(node.ino);
+    if (node.kind === 'file') this.onDetach?.(node);
     if (node.kind === 'dir') for (const child of node.children?.values() ?? []) this.detachTree(child);
   }
 

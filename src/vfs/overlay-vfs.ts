@@ -125,7 +125,10 @@ export class OverlayVfs implements Vfs {
     readonly baseCommit: Commit | null,
     /** The root that was mounted: the commit's, or the recovered snapshot's. */
     readonly baseRoot: RootRef | null,
-  ) {}
+  ) {
+    // A file another desktop's change detached (a pick-up): freed like an unlinked one.
+    overlay.onDetach = (node) => void this.settleClosed(node).catch((err: unknown) => this.log(`free the content of a replaced file: ${(err as Error).message}`));
+  }
 
   /** Mount: read the head ref, the commit and the root tree; nothing else. */
   static async open(opts: OverlayVfsOptions): Promise<OverlayVfs> {

@@ -191,3 +191,31 @@ test('nothing is picked up while snapshots are pending: they merge first', async
 });
 
 export type { Desktop };
+
+test("a file of this desktop that the other desktop replaced is freed (its upper content) once its last handle is closed", async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  await a.write('/notes.txt', 'written on A');
+  await a.write('/todo.txt', 'written on A too');
+  await a.sync();
+  const live = a.vfs.stats().upperFiles;
+  t.true(live >= 2, `${live} upper files`);
+  const fh = await a.vfs.open('/todo.txt', C.O_RDONLY);
+  await b.pickUp();
+  await b.write('/notes.txt', 'replaced on B');
+  await b.write('/todo.txt', 'replaced on B too');
+  await b.sync();
+  await a.pickUp();
+  const settled = async (n: number) => {
+    for (let i = 0; i < 100 && a.vfs.stats().upperFiles !== n; i++) await new Promise((r) => setTimeout(r, 5));
+    return a.vfs.stats().upperFiles;
+  };
+  t.is(await settled(live - 1), live - 1, 'the closed one is freed');
+  const buf = Buffer.alloc(64);
+  t.is(buf.subarray(0, await a.vfs.read(fh, buf, 64, 0)).toString(), 'written on A too', 'the open one still reads its content');
+  await a.vfs.release(fh);
+  t.is(await settled(live - 2), live - 2, 'and is freed at its release');
+  t.is(await readFile(a.vfs, '/todo.txt'), 'replaced on B too');
+});
