@@ -13,7 +13,7 @@ import { DEFAULT_CONFIG_FILE, flagOptions, givenFlags, loadConfig, type Config }
 
 /** The settings `roamfs mount` takes as flags (names, help and defaults from the schema). */
 const MOUNT_FLAGS = flagOptions([
-  'cacheDir', 'uid', 'gid', 'snapshotIntervalMs', 'idleMs', 'maxLagMs', 'prefetchDelayMs', 'flushTimeoutMs',
+  'cacheDir', 'uid', 'gid', 'snapshotIntervalMs', 'idleMs', 'maxLagMs', 'prefetchDelayMs', 'flushTimeoutMs', 'fsyncSnapshotDelayMs',
   'excludeAdd', 'excludeRemove', 'excludeDefaults', 'quotaSoftBytes', 'quotaHardBytes',
   'sessions', 'readOnly', 'leaseTtlMs', 'leaseWaitMs',
   'metricsPort', 'metricsAddress', 'logLevel', 'debug',
