@@ -50,7 +50,8 @@ test('status lists every home: user, state, background load, cache, pending and 
     t.true(k in a, `status has ${k}`);
   }
   t.is(a.state, 'mounted');
-  t.is(a.lease, null, 'no leases yet: a placeholder');
+  t.like(a.lease as object, { policy: 'concurrent', mode: 'rw', state: 'held', generation: null, failures: 0, others: [], lostReason: null }, "alice's session holds its lease; bob is another user");
+  t.true((a.lease as { validForMs: number }).validForMs > 0);
   t.is(a.pendingSnapshots, 1);
   t.true((a.oldestPendingAgeMs as number) >= 0);
   t.true((a.pendingBytes as number) >= 3);
@@ -63,7 +64,7 @@ test('status lists every home: user, state, background load, cache, pending and 
   t.regex(text, /pending\s+1 snapshot\(s\), [\d.]+ \S+; RPO \S+ \(oldest unshipped snapshot\)/);
   t.regex(text, /cache\s+hits \d+, misses \d+/);
   t.regex(text, /transfers\s+up 0 B, down [\d.]+ \S+/);
-  t.regex(text, /lease\s+none \(leases are not implemented yet\)/);
+  t.regex(text, /sessions\s+read-write, concurrent; held; no other desktop$/m);
   t.regex(text, /last error\s+-/);
   t.is((await h.cli('logout', mpB)).code, 0);
 });
