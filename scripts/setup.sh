@@ -37,7 +37,13 @@ fi
 
 # npm dependencies (npm ci also runs our install scripts: the native addon and the patched fuse-native).
 stamp=node_modules/.roamfs-installed
-if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+# Also when a native part's sources changed since (src/native, binding.gyp, the fuse-native
+# patch): npm ci reinstalls from scratch, so the patch applies to a pristine fuse-native.
+native_changed() {
+  for f in binding.gyp src/native/*.c patches/*.patch; do [ "$f" -nt "$stamp" ] && return 0; done
+  return 1
+}
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ] || native_changed; then
   say "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund >&2
   touch "$stamp"
