@@ -161,6 +161,7 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     // --debug (level trace): one line per operation with its path, duration and result.
     const trace = fuseLog.isLevelEnabled('trace');
     fuse = await mountFuse(a.mountpoint, a.profile.readOnly ? readOnlyVfs(profile.vfs) : profile.vfs, {
+      userXattrsOnly: true, // OverlayVfs: user.* only (setxattr of another namespace is ENOTSUP)
       ...(a.profile.readOnly ? { extraOptions: ['ro'] } : {}),
       onActivity: (_op, phase) => p.noteActivity(phase),
       log: (line: string, err?: unknown) => fuseLog.error(err ? errorFields(err) : {}, line),

@@ -120,6 +120,8 @@ export interface FuseNativeOptions {
   nullPathOk?: boolean;
   /** flag_nopath: file-handle ops never compute the path. */
   noPath?: boolean;
+  /** getxattr of a name outside user.* is answered ENODATA natively, never reaching the handlers. */
+  xattrUserOnly?: boolean;
   /** Per-operation JS timeout in ms (answers ETIMEDOUT); absent / 0 / false: none. */
   timeout?: number | false | Record<string, number | false>;
   /** Unmount a stale (ENOTCONN) mount at the mountpoint first. */

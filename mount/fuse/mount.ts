@@ -54,6 +54,12 @@ export interface MountOptions extends AdapterOptions {
   extraOptions?: string[];
   /** Fail an operation still running after this many ms with ETIMEDOUT (default 0: never). */
   opTimeoutMs?: number;
+  /**
+   * The Vfs stores extended attributes in the user.* namespace only: a getxattr of any other
+   * name (security.capability before every write, the ACL and SELinux names `ls -l` asks for) is
+   * answered ENODATA by the binding itself, without the round trip to JavaScript (default false).
+   */
+  userXattrsOnly?: boolean;
   /** Lazily unmount a stale (ENOTCONN) mount at the mountpoint first. */
   force?: boolean;
   /** libfuse debug output on stderr. */
@@ -132,6 +138,7 @@ export async function mountFuse(mountpoint: string, vfs: Vfs, options: MountOpti
     // Not flag_nopath: libfuse 2.9 then also withholds the path from readdir, which the Vfs
     // needs (it has no opendir handles).
     noPath: false,
+    xattrUserOnly: options.userXattrsOnly ?? false,
     timeout: options.opTimeoutMs && options.opTimeoutMs > 0 ? options.opTimeoutMs : 0,
     force: options.force ?? false,
     mkdir: false,

@@ -22,13 +22,16 @@ import { mountFuse, OpCounters } from '../../mount/fuse/mount.js';
 import type { FuseMount, MountOptions } from '../../mount/fuse/mount.js';
 import { PassthroughVfs } from './passthrough-vfs.js';
 
+/** Flags without a value (besides --no-*). */
+const BOOLEAN_FLAGS = new Set(['hard-remove', 'user-xattrs-only']);
+
 function parseArgs(argv: string[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}`);
     const key = a.slice(2);
-    const flag = key.startsWith('no-');
+    const flag = key.startsWith('no-') || BOOLEAN_FLAGS.has(key);
     const value = flag ? 'true' : argv[++i];
     if (value === undefined) throw new Error(`missing value for ${a}`);
     out.set(key, [...(out.get(key) ?? []), value]);
@@ -51,6 +54,7 @@ async function main(): Promise<void> {
     counters,
     bigWrites: !args.has('no-big-writes'),
     hardRemove: args.has('hard-remove'),
+    userXattrsOnly: args.has('user-xattrs-only'),
     opTimeoutMs: Number(one('op-timeout-ms') ?? 0),
     extraOptions: args.get('opt') ?? [],
     log: (line, err) => process.stderr.write(`child-mount: ${line} ${err instanceof Error ? err.stack : ''}\n`),

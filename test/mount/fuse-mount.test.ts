@@ -205,6 +205,27 @@ fuseTest('writes arrive as 128 KiB requests (big_writes, max_write=131072)', asy
   t.is((await fs.stat(path.join(m.backing, 'big'))).size, 8 * 1024 * 1024);
 });
 
+fuseTest('userXattrsOnly: getxattr outside user.* (ls -l, every write) never reaches the handlers; user.* still does', async (t) => {
+  const count = async (m: Mounted) => (await m.stats()).counters['getxattr']?.count ?? 0;
+  const work = async (m: Mounted) => {
+    await execFileP('dd', ['if=/dev/zero', `of=${path.join(m.mnt, 'f')}`, 'bs=64k', 'count=16']); // security.capability per write
+    await execFileP('ls', ['-la', m.mnt]); // ACL and SELinux names per entry
+    await t.throwsAsync(execFileP('getfattr', ['-n', 'security.selinux', path.join(m.mnt, 'f')]), { message: /No such attribute/ });
+  };
+  const plain = await startMount(t);
+  await work(plain);
+  const asked = await count(plain);
+  t.true(asked >= 16, `without the option the handlers see the kernel's getxattr calls (${asked})`);
+
+  const m = await startMount(t, ['--user-xattrs-only']);
+  await work(m);
+  t.is(await count(m), 0, 'none reached the handlers');
+  await execFileP('setfattr', ['-n', 'user.colour', '-v', 'blue', path.join(m.mnt, 'f')]);
+  const { stdout } = await execFileP('getfattr', ['--only-values', '-n', 'user.colour', path.join(m.mnt, 'f')]);
+  t.is(stdout, 'blue');
+  t.true((await count(m)) >= 1, 'a user.* name goes to the handler (getfattr asks for the size, then the value)');
+});
+
 fuseTest('control: without big_writes the kernel sends 4 KiB writes', async (t) => {
   const m = await startMount(t, ['--no-big-writes']);
   await execFileP('dd', ['if=/dev/zero', `of=${path.join(m.mnt, 'big')}`, 'bs=1M', 'count=1', 'conv=fsync']);
