@@ -38,6 +38,12 @@ export interface RebaseDeps {
   loadTree(id: ObjectId): Promise<TreeEntry[]>;
   /** Where the new trees of the result go (the local object store). */
   store: Repository;
+  /**
+   * Makes what was written to `store` durable. The result's own trees (where a change of this
+   * session was kept) exist nowhere else, and a snapshot that is merged against them after a
+   * crash must find them: they are synced right away (rare: only when something was kept).
+   */
+  sync(): Promise<void>;
 }
 
 export interface RebaseResult {
@@ -154,6 +160,7 @@ export async function rebase(d: RebaseDeps, from: RootRef, to: RootRef, since: n
     }
     const r = pass(true);
     for (const [, payload] of r.newTrees) await d.store.putObject(TYPE_TREE, payload);
+    if (r.newTrees.size > 0) await d.sync();
     if (o.usage.limited) {
       for (const w of r.wholesale) o.usage.change((await sizeOf(d, w.after, w.path)) - (await sizeOf(d, w.before, w.path)));
     }

@@ -132,7 +132,7 @@ export class Snapshotter {
     return this.serialized(async () => {
       const to = await target();
       if (!to || to.commit === this.baseCommit) return null;
-      const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo }, this.prevRoot, to.root, this.doneEpoch);
+      const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo, sync: () => this.d.cache.sync() }, this.prevRoot, to.root, this.doneEpoch);
       this.prevRoot = r.root;
       this.baseCommit = to.commit;
       return { ...r, commit: to.commit };
