@@ -422,7 +422,8 @@ export class Profile {
       if (r) {
         this.pendingBytesBySeq.set(r.seq, r.bytesChunked);
         this.stats.snapshots++;
-        this.o.log.child({ component: 'snapshot' }).info({ seq: r.seq, changes: r.changes, bytes: r.bytesChunked }, 'snapshot durable');
+        this.stats.bytesUploaded += r.bytesWritten; // a direct snapshot uploads as it goes
+        this.o.log.child({ component: 'snapshot' }).info({ seq: r.seq, changes: r.changes, bytes: r.bytesChunked, ...(opts.direct ? { uploaded: r.bytesWritten } : {}) }, 'snapshot durable');
       }
       await this.refreshPending();
       this.scheduleCommit();

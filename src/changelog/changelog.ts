@@ -19,6 +19,8 @@ export interface Snapshot {
   /** The root the changes were computed against (the previous snapshot, or the mounted commit's). */
   prev: RootRef;
   changes: Change[];
+  /** Bytes of new objects this snapshot wrote straight into the repository (a logout's direct snapshot); absent: none. */
+  written?: number;
 }
 
 export interface Shipped {
@@ -130,7 +132,7 @@ export class ChangeLog {
     ops.push({
       type: 'put',
       key: snapKey(s.seq),
-      value: packState({ seq: s.seq, time: s.time, base: s.base, root: encodeRoot(s.root), prev: encodeRoot(s.prev), n: s.changes.length }),
+      value: packState({ seq: s.seq, time: s.time, base: s.base, root: encodeRoot(s.root), prev: encodeRoot(s.prev), n: s.changes.length, ...(s.written ? { w: s.written } : {}) }),
     });
     return this.run(`append snapshot ${s.seq}`, true, () => this.db.batch(ops, { sync: true }));
   }
@@ -162,7 +164,7 @@ export class ChangeLog {
         }
       }
       if (changes.length !== o.n) throw this.corrupt(`snapshot ${seq} has ${changes.length} of ${o.n} entries`);
-      return { seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), prev: decodeRoot(o.prev), changes };
+      return { seq: o.seq, time: o.time, base: o.base, root: decodeRoot(o.root), prev: decodeRoot(o.prev), changes, ...(typeof o.w === 'number' && o.w > 0 ? { written: o.w } : {}) };
     });
   }
 
@@ -221,7 +223,7 @@ export class ChangeLog {
   private decode(v: Uint8Array) {
     try {
       type R = { d: string; m: number; u: number; g: number; mt: unknown };
-      return unpackState(v) as { seq: number; time: number; base: string; root: R; prev: R; n: number };
+      return unpackState(v) as { seq: number; time: number; base: string; root: R; prev: R; n: number; w?: unknown };
     } catch (err) {
       throw this.corrupt(`unreadable snapshot header: ${(err as Error).message}`);
     }

@@ -148,7 +148,8 @@ export async function commitOnce(d: CommitterDeps): Promise<CommitResult | null>
       host: d.host,
       session: d.session,
       message: snaps.length === 1 ? `snapshot ${last.seq}` : `snapshots ${snaps[0]!.seq}-${last.seq}`,
-      stats: { files: changes.filter((c) => c.op !== 'attrs').length, bytes: up.bytes + (d.remote.stats.bytesWritten - bytesBefore) },
+      // Bytes added: uploaded now, written by this attempt, and written by direct snapshots.
+      stats: { files: changes.filter((c) => c.op !== 'attrs').length, bytes: up.bytes + (d.remote.stats.bytesWritten - bytesBefore) + snaps.reduce((n, s) => n + (s.written ?? 0), 0) },
       origin: { log: d.logId, snapshot: last.seq },
     };
     const id = await d.remote.putCommit(commit);

@@ -1,7 +1,7 @@
 import type { ObjectId } from '../core/hash.js';
 import type { ChangeLog, Snapshot } from '../changelog/changelog.js';
 import type { Change } from '../repository/edit.js';
-import type { ChunkRef, RootRef, TreeEntry } from '../repository/objects.js';
+import { TYPE_TREE, encodeTree, type ChunkRef, type RootRef, type TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
 import { sameAttrs, sameEntry } from '../repository/entry.js';
 import type { LocalCache } from '../base/local-cache.js';
@@ -66,6 +66,8 @@ export interface SnapshotResult {
   seq: number;
   changes: number;
   bytesChunked: number;
+  /** Bytes a direct snapshot wrote into the repository (new objects only); 0 otherwise. */
+  bytesWritten: number;
 }
 
 /**
@@ -169,6 +171,11 @@ export class Snapshotter {
     }
     // ---- end of the instant ----
     let bytesChunked = 0;
+    let bytesWritten = 0;
+    const counted = (n: number, written: boolean) => {
+      bytesChunked += n;
+      if (direct && written) bytesWritten += n;
+    };
     try {
       // Build trees bottom-up (children before parents: reverse of the parent-first order).
       const treeOf = new Map<DirNode, ObjectId>();
@@ -176,12 +183,15 @@ export class Snapshotter {
       for (const cd of [...dirs].reverse()) {
         const entries: TreeEntry[] = [];
         for (const c of cd.children) {
-          const e = await this.entryFor(c, treeOf, chunkStore, (n) => (bytesChunked += n));
+          const e = await this.entryFor(c, treeOf, chunkStore, counted);
           entries.push(e);
           if (c.kind !== 'reuse') entryOf.set(c.node, e);
         }
         treeOf.set(cd.node, await this.d.cache.repo.putTree(entries));
-        if (direct) await direct.putTree(entries);
+        if (direct) {
+          const payload = encodeTree(entries);
+          if ((await direct.putObject(TYPE_TREE, payload)).written) bytesWritten += payload.length;
+        }
       }
       const rootCap = dirs[0];
       const root: RootRef = rootCap
@@ -191,7 +201,7 @@ export class Snapshotter {
       if (changes.length > 0) {
         if (direct) await direct.backend.barrier();
         else await this.d.cache.sync();
-        const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, prev: this.prevRoot, changes };
+        const snap: Snapshot = { seq: this.nextSeq, time, base: this.baseCommit, root, prev: this.prevRoot, changes, ...(bytesWritten > 0 ? { written: bytesWritten } : {}) };
         await this.d.log.append(snap);
         this.nextSeq++;
       }
@@ -203,7 +213,7 @@ export class Snapshotter {
       }
       this.prevRoot = root;
       this.doneEpoch = epoch;
-      return changes.length > 0 ? { seq: this.nextSeq - 1, changes: changes.length, bytesChunked } : null;
+      return changes.length > 0 ? { seq: this.nextSeq - 1, changes: changes.length, bytesChunked, bytesWritten } : null;
     } finally {
       // Every frozen file is thawed, also when the snapshot failed half-way (releases are idempotent).
       for (const cd of dirs) for (const c of cd.children) if (c.kind === 'upper') void c.frozen.then((r) => r());
@@ -235,7 +245,7 @@ export class Snapshotter {
     return a;
   }
 
-  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, store: Repository, onBytes: (n: number) => void): Promise<TreeEntry> {
+  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, store: Repository, onBytes: (n: number, written: boolean) => void): Promise<TreeEntry> {
     switch (c.kind) {
       case 'reuse':
         return c.entry;
@@ -260,7 +270,7 @@ export class Snapshotter {
   }
 
   /** Cut an upper file into chunks and store them (a few stores in flight while cutting goes on). */
-  private async chunkFile(file: UpperFile, repo: Repository, onBytes: (n: number) => void): Promise<ChunkRef[]> {
+  private async chunkFile(file: UpperFile, repo: Repository, onBytes: (n: number, written: boolean) => void): Promise<ChunkRef[]> {
     const max = repo.chunker.params.maxSize;
     const inFlight = new Set<Promise<unknown>>();
     let failed: unknown = null;
@@ -269,9 +279,9 @@ export class Snapshotter {
       while (inFlight.size >= PUTS_IN_FLIGHT) await Promise.race(inFlight);
       if (failed) throw failed;
       const p = repo.putChunk(data).then(
-        ({ id }) => {
+        ({ id, written }) => {
           ref.id = id;
-          onBytes(data.length);
+          onBytes(data.length, written);
         },
         (err: unknown) => (failed ??= err),
       );

@@ -122,3 +122,15 @@ test('no local snapshot and no repository: the login fails with the repository e
   const err = await t.throwsAsync(session());
   t.regex(err!.message, /unreachable/);
 });
+
+test('the commit of a direct snapshot counts the bytes the snapshot wrote (roamfs log, status)', async (t) => {
+  const { session, remote } = await world(t);
+  const p = await session();
+  const text = randomBytes(300_000).toString('hex');
+  await writeText(p.vfs, '/counted.txt', text);
+  await p.snapshotNow({ direct: true });
+  t.true(p.status().bytesUploaded >= text.length, `status: ${p.status().bytesUploaded} bytes up`);
+  await p.commitNow();
+  const head = await remote.getCommit((await remote.requireHead('alice')).commit);
+  t.true(head.stats.bytes >= text.length, `the commit says ${head.stats.bytes} bytes added`);
+});
