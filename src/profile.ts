@@ -566,17 +566,16 @@ export class Profile {
       usage: this.vfs.overlay.usage.status(),
       exclude: this.config.exclude,
       readOnly: this.readOnly,
-      lease: this.leaseView(now),
+      lease: this.leaseView(),
       pickedUp: this.pickups.count,
       lastPickUp: this.pickups.last,
     };
   }
 
-  private leaseView(now: number): LeaseView | null {
+  private leaseView(): LeaseView | null {
     if (!this.lease) return null;
     const l = this.lease.status();
     const leaseNow = (this.o.leaseClock ?? this.o.clock).now();
-    void now;
     return {
       policy: l.policy,
       mode: l.mode,
