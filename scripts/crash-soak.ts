@@ -1,6 +1,8 @@
 /**
  * Long crash-consistency soak: `node dist/scripts/crash-soak.js --kills 2000 --seed N
- * [--mode exact|prefix|both] [--vm-lost 0.15] [--via daemon|cli] [--base DIR]`.
+ * [--mode exact|prefix|both] [--vm-lost 0.15] [--via daemon|cli] [--base DIR] [--first-chain K]`.
+ * Chain i runs with seed N*1000+i (--first-chain K starts at chain K, to rerun one that failed);
+ * after a violation its directories are kept for inspection.
  * Runs chains of kill points (test/helpers/crash-harness.ts) on a real mount; 'both' alternates
  * exact and prefix chains of --chain kill points each (default 50). Prints one line per chain and
  * a summary; exits 1 on the first violation (the message names seed, mode and kill point).
@@ -19,6 +21,7 @@ const { values: v } = parseArgs({
     'vm-lost': { type: 'string', default: '0.15' },
     via: { type: 'string', default: 'daemon' },
     base: { type: 'string' },
+    'first-chain': { type: 'string', default: '0' },
   },
 });
 
@@ -40,7 +43,7 @@ process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 
 try {
-  for (let i = 0; done < total; i++) {
+  for (let i = Number(v['first-chain']); done < total; i++) {
     const mode = modes[i % modes.length]!;
     const r = await runChain({ seed: seed0 * 1000 + i, kills: Math.min(per, total - done), mode, vmLostRate: Number(v['vm-lost']), via: v.via as 'cli' | 'daemon', baseDir: v.base, homes, log: (s) => console.log(`  ${s}`) });
     await homes.cleanup((s) => console.error(s));
@@ -49,7 +52,7 @@ try {
     console.log(formatResult(r));
   }
 } catch (err) {
-  await homes.cleanup((s) => console.error(s));
+  await homes.cleanup((s) => console.error(s), { keepDirs: err instanceof CrashCheckError });
   console.error(err instanceof CrashCheckError ? `VIOLATION: ${err.message}` : err);
   process.exit(1);
 }

@@ -171,7 +171,8 @@ export class Homes {
     this.fuseMounts.delete(mp);
   }
 
-  async cleanup(log: (s: string) => void = () => {}): Promise<void> {
+  /** Kill, unmount and remove everything started; `keepDirs` leaves the directories (to look at a violation). */
+  async cleanup(log: (s: string) => void = () => {}, opts: { keepDirs?: boolean } = {}): Promise<void> {
     for (const pid of this.pids) {
       if (alive(pid) && !(await isZombie(pid))) {
         log(`cleanup: SIGKILL leftover daemon ${pid}`);
@@ -198,6 +199,11 @@ export class Homes {
       }
     }
     this.otherMounts.length = 0;
+    if (opts.keepDirs) {
+      for (const d of this.dirs) log(`cleanup: kept ${d}`);
+      this.dirs.length = 0;
+      return;
+    }
     for (const d of this.dirs.reverse()) {
       // Never rm -rf through a live mount.
       const below = (await mounts()).filter((m) => m === d || m.startsWith(d + '/'));
