@@ -7,33 +7,17 @@
  */
 import test from 'ava';
 import { constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Rng } from '../../scripts/lib/rng.js';
 import { ManualClock } from '../../src/core/clock.js';
-import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
-import { openDb } from '../../src/store/db.js';
-import { ChangeLog } from '../../src/changelog/changelog.js';
-import { Snapshotter } from '../../src/snapshot/snapshot.js';
-import { commitOnce } from '../../src/commit/committer.js';
 import { smallProfileRepo } from '../helpers/small-profile.js';
+import { coreSession } from '../helpers/core-session.js';
 
 for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
   test(`seed ${seed}: every commit of 1-6 pending snapshots has exactly the last snapshot's root`, async (t) => {
     const r = new Rng(seed);
     const clock = new ManualClock();
     const remote = await smallProfileRepo(clock);
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-commit-eq-'));
-    const vfs = await OverlayVfs.open({ remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, uid: 1000, gid: 1000 });
-    const db = await openDb(path.join(dir, 'log'));
-    const log = new ChangeLog(db);
-    t.teardown(async () => {
-      await vfs.close();
-      await db.close();
-      await fsp.rm(dir, { recursive: true, force: true });
-    });
-    const snap = new Snapshotter({ overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log, now: () => clock.now() }, vfs.baseCommit!.root, vfs.baseCommitId!, 1);
+    const { vfs, log, snap, commit } = await coreSession(t, remote, clock, { prefix: 'roamfs-commit-eq-' });
     let dirs = ['/', '/docs', '/docs/deep', '/lazy'];
     const names = ['a', 'b', 'c', 'notes.txt', 'x', 'one', 'D1', 'D2'];
     const at = (d: string, n: string) => (d === '/' ? `/${n}` : `${d}/${n}`);
@@ -91,7 +75,7 @@ for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
             const pending = await log.pending();
             if (pending.length === 0) break;
             const last = pending[pending.length - 1]!;
-            const c = await commitOnce({ local: vfs.loader.cache.repo, remote, log, user: 'alice', logId: 'L', host: 'h', session: 's', clock });
+            const c = await commit();
             const head = await remote.getCommit(c!.commit);
             t.deepEqual(head.root, last.root, `op ${i}: the commit of snapshots ${pending[0]!.seq}-${last.seq} is the last snapshot`);
             commits++;

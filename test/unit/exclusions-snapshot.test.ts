@@ -7,9 +7,6 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { ManualClock } from '../../src/core/clock.js';
 import { DEFAULT_EXCLUDES, Exclusions } from '../../src/core/exclusions.js';
 import { MemoryBackend } from '../../src/repository/memory.js';
@@ -17,12 +14,9 @@ import { Repository } from '../../src/repository/repository.js';
 import type { TreeEntry } from '../../src/repository/objects.js';
 import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
 import { FsError } from '../../src/vfs/types.js';
-import { openDb } from '../../src/store/db.js';
-import { ChangeLog } from '../../src/changelog/changelog.js';
-import { Snapshotter } from '../../src/snapshot/snapshot.js';
-import { commitOnce } from '../../src/commit/committer.js';
 import type { QuotaLimits } from '../../src/overlay/usage.js';
 import { modelOfTree } from '../helpers/profile-model.js';
+import { coreSession } from '../helpers/core-session.js';
 
 const T0 = 1_700_000_000_000_000_000n;
 const A = { mode: 0o755, uid: 1000, gid: 1000, mtimeNs: T0 };
@@ -48,21 +42,10 @@ async function setup(t: ExecutionContext, o: { quota?: QuotaLimits; exclude?: re
   };
   const c = await remote.putCommit({ parents: [], root, time: 1, host: 'h', session: 's', message: 'import', stats: { files: 5, bytes: 0 } });
   await remote.moveHead('alice', null, c, { time: 1, host: 'h', session: 's' });
-  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-excl-'));
-  const vfs = await OverlayVfs.open({
-    remote, user: 'alice', cacheDir: path.join(tmp, 'cache'), clock, uid: 1000, gid: 1000,
-    exclusions: new Exclusions(o.exclude ?? DEFAULT_EXCLUDES),
-    ...(o.quota ? { quota: o.quota } : {}),
+  const { vfs, log, snap, commit } = await coreSession(t, remote, clock, {
+    prefix: 'roamfs-excl-',
+    vfs: { exclusions: new Exclusions(o.exclude ?? DEFAULT_EXCLUDES), ...(o.quota ? { quota: o.quota } : {}) },
   });
-  const db = await openDb(path.join(tmp, 'log'));
-  const log = new ChangeLog(db);
-  t.teardown(async () => {
-    await vfs.close();
-    await db.close();
-    await fsp.rm(tmp, { recursive: true, force: true });
-  });
-  const snap = new Snapshotter({ overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log, now: () => clock.now() }, vfs.baseCommit!.root, vfs.baseCommitId!, 1);
-  const commit = () => commitOnce({ local: vfs.loader.cache.repo, remote, log, user: 'alice', logId: 'L', host: 'h', session: 's2', clock });
   const head = async () => modelOfTree(remote, (await remote.getCommit((await remote.requireHead('alice')).commit)).root);
   return { clock, remote, vfs, log, snap, commit, head };
 }

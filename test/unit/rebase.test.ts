@@ -6,33 +6,18 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { ManualClock } from '../../src/core/clock.js';
 import type { Repository } from '../../src/repository/repository.js';
-import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
-import { openDb } from '../../src/store/db.js';
-import { ChangeLog } from '../../src/changelog/changelog.js';
-import { Snapshotter } from '../../src/snapshot/snapshot.js';
 import { commitOnce } from '../../src/commit/committer.js';
 import { Exclusions } from '../../src/core/exclusions.js';
 import { modelOfVfs, normaliseLinks } from '../helpers/profile-model.js';
 import { contentsOf as contents, headModel, readText as readFile, smallProfileRepo as repoWithProfile, writeText as writeFile } from '../helpers/small-profile.js';
+import { coreSession } from '../helpers/core-session.js';
 
 type Desktop = Awaited<ReturnType<typeof desktop>>;
 
 async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClock, host: string, exclude: string[] = []) {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `roamfs-rebase-${host}-`));
-  const vfs = await OverlayVfs.open({ remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, uid: 1000, gid: 1000, exclusions: new Exclusions(exclude) });
-  const db = await openDb(path.join(dir, 'log'));
-  const log = new ChangeLog(db);
-  t.teardown(async () => {
-    await vfs.close();
-    await db.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  });
-  const snap = new Snapshotter({ overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log, now: () => clock.now() }, vfs.baseCommit!.root, vfs.baseCommitId!, 1);
+  const { vfs, log, snap, commit } = await coreSession(t, remote, clock, { prefix: `roamfs-rebase-${host}-`, logId: host, vfs: { exclusions: new Exclusions(exclude) } });
   return {
     vfs,
     log,
@@ -40,7 +25,7 @@ async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClo
     /** Snapshot and commit (merging onto whatever the head is). */
     async sync() {
       await snap.snapshotOnce();
-      return commitOnce({ local: vfs.loader.cache.repo, remote, log, user: 'alice', logId: host, host, session: host, clock });
+      return commit();
     },
     /** Pick up the head, as the profile's snapshot loop does once nothing is pending. */
     async pickUp() {

@@ -1,18 +1,12 @@
 import test from 'ava';
 import { constants as C } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { ManualClock } from '../../src/core/clock.js';
 import { MemoryBackend } from '../../src/repository/memory.js';
 import { Repository } from '../../src/repository/repository.js';
 import type { TreeEntry } from '../../src/repository/objects.js';
 import { OverlayVfs } from '../../src/vfs/overlay-vfs.js';
-import { openDb } from '../../src/store/db.js';
-import { ChangeLog } from '../../src/changelog/changelog.js';
-import { Snapshotter } from '../../src/snapshot/snapshot.js';
-import { commitOnce } from '../../src/commit/committer.js';
 import { modelOfTree, modelOfVfs, normaliseLinks, type Model } from '../helpers/profile-model.js';
+import { coreSession } from '../helpers/core-session.js';
 
 const T0 = 1_700_000_000_000_000_000n;
 
@@ -36,17 +30,7 @@ async function setup(t: import('ava').ExecutionContext) {
   const c = await remote.putCommit({ parents: [], root, time: 1, host: 'h', session: 's', message: 'import', stats: { files: 3, bytes: 0 } });
   await remote.moveHead('alice', null, c, { time: 1, host: 'h', session: 's' });
 
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-snap-'));
-  const vfs = await OverlayVfs.open({ remote, user: 'alice', cacheDir: path.join(dir, 'cache'), clock, uid: 1000, gid: 1000 });
-  const db = await openDb(path.join(dir, 'log'));
-  const log = new ChangeLog(db);
-  t.teardown(async () => {
-    await vfs.close();
-    await db.close();
-    await fsp.rm(dir, { recursive: true, force: true });
-  });
-  const snap = new Snapshotter({ overlay: vfs.overlay, cache: vfs.loader.cache, loader: vfs.loader, log, now: () => clock.now() }, vfs.baseCommit!.root, vfs.baseCommitId!, 1);
-  const commit = () => commitOnce({ local: vfs.loader.cache.repo, remote, log, user: 'alice', logId: 'L', host: 'h', session: 's2', clock });
+  const { vfs, log, snap, commit } = await coreSession(t, remote, clock, { prefix: 'roamfs-snap-' });
   return { clock, remote, vfs, log, snap, commit };
 }
 
