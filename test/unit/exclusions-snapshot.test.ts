@@ -17,6 +17,7 @@ import { FsError } from '../../src/vfs/types.js';
 import type { QuotaLimits } from '../../src/overlay/usage.js';
 import { modelOfTree } from '../helpers/profile-model.js';
 import { coreSession } from '../helpers/core-session.js';
+import { readText as read } from '../helpers/small-profile.js';
 
 const T0 = 1_700_000_000_000_000_000n;
 const A = { mode: 0o755, uid: 1000, gid: 1000, mtimeNs: T0 };
@@ -58,15 +59,6 @@ async function write(vfs: OverlayVfs, p: string, data: string | Buffer, flags = 
   } finally {
     await vfs.release(fh);
   }
-}
-
-async function read(vfs: OverlayVfs, p: string): Promise<string> {
-  const a = await vfs.getattr(p);
-  const fh = await vfs.open(p, C.O_RDONLY);
-  const buf = Buffer.alloc(a.size);
-  await vfs.read(fh, buf, a.size, 0);
-  await vfs.release(fh);
-  return buf.toString();
 }
 
 const names = async (vfs: OverlayVfs, p: string) => (await vfs.readdir(p)).map((e) => e.name).sort();
