@@ -123,6 +123,8 @@ export class PosixBackend implements Backend {
   private readonly eagerFanOut: boolean;
   /** Objects written since the last barrier (barrier mode only). */
   private unsynced = false;
+  /** The barrier's sync in flight, if any (a concurrent barrier waits for it). */
+  private syncing: Promise<void> | null = null;
 
   constructor(root: string, opts: PosixBackendOptions = {}) {
     this.location = path.resolve(root);
@@ -271,16 +273,32 @@ export class PosixBackend implements Backend {
   }
 
   async barrier(): Promise<void> {
+    // A sync in flight may have begun after this caller's objects were put, or before: wait for
+    // it (without it, a second caller saw `unsynced` false and returned before the disk flush),
+    // then sync whatever is still unsynced.
+    while (this.syncing) await this.syncing.catch(() => {});
     if (!this.unsynced) return;
     this.unsynced = false;
-    const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
+    const run = this.syncNow();
+    this.syncing = run;
     try {
-      await syncfsAsync(h.fd); // objects put meanwhile set `unsynced` again: the next barrier takes them
+      await run;
+    } finally {
+      if (this.syncing === run) this.syncing = null;
+    }
+  }
+
+  private async syncNow(): Promise<void> {
+    try {
+      const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
+      try {
+        await syncfsAsync(h.fd); // objects put meanwhile set `unsynced` again: the next barrier takes them
+      } finally {
+        await h.close();
+      }
     } catch (err) {
       this.unsynced = true;
       throw ioError(`sync ${this.location}`, err);
-    } finally {
-      await h.close();
     }
   }
 

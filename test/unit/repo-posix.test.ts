@@ -19,9 +19,14 @@ import { tempDir } from '../helpers/repo-fs.js';
 // directory after init. Count those opens (the native addon's functions are not replaceable).
 let watched = '';
 let syncs = 0;
+/** When set, a barrier's open of the watched directory waits for it (a sync that takes long). */
+let hold: Promise<void> | null = null;
 const realOpen = fsPromises.open;
-(fsPromises as { open: unknown }).open = (p: Parameters<typeof realOpen>[0], ...rest: unknown[]) => {
-  if (watched && String(p) === watched) syncs++;
+(fsPromises as { open: unknown }).open = async (p: Parameters<typeof realOpen>[0], ...rest: unknown[]) => {
+  if (watched && String(p) === watched) {
+    syncs++;
+    if (hold) await hold;
+  }
   return (realOpen as (...a: unknown[]) => ReturnType<typeof realOpen>)(p, ...rest);
 };
 syncBuiltinESMExports();
@@ -38,6 +43,40 @@ test.serial('barrier mode: a new object is synced by the next barrier, once', as
   t.is(syncs, 1);
   await b.barrier();
   t.is(syncs, 1, 'nothing new: no second sync');
+});
+
+test.serial('barrier mode: a barrier called while another one syncs waits for it, and syncs again for objects put after it began', async (t) => {
+  const dir = path.join(await tempDir(t, 'roamfs-barrier'), 'repo');
+  const b = new PosixBackend(dir, { syncMode: 'barrier' });
+  await Repository.init(b);
+  watched = b.location;
+  let release = () => {};
+  hold = new Promise<void>((r) => (release = r));
+  t.teardown(() => {
+    hold = null;
+    release();
+  });
+  const one = Buffer.from('\x01one');
+  syncs = 0;
+  await b.putObject(sha256(one), one);
+  const first = b.barrier();
+  const done: string[] = [];
+  void first.then(() => done.push('first'));
+  // A second caller (a commit's barrier racing the logout snapshot's): its objects may be among
+  // those the first sync covers, so it must not return before that sync has finished.
+  const second = b.barrier().then(() => done.push('second'));
+  await new Promise((r) => setTimeout(r, 50));
+  t.deepEqual(done, [], 'nobody returns while the sync is in flight');
+  const two = Buffer.from('\x01two');
+  await b.putObject(sha256(two), two); // put after the first sync began
+  const third = b.barrier().then(() => done.push('third'));
+  hold = null;
+  release();
+  await Promise.all([first, second, third]);
+  t.is(done[0], 'first');
+  t.is(syncs, 2, 'one more sync, for the object put while the first ran');
+  await b.barrier();
+  t.is(syncs, 2);
 });
 
 test.serial('barrier mode: touching an object another process wrote (unsynced) still syncs before the ref', async (t) => {
