@@ -511,7 +511,8 @@ export class Profile {
     if (this.state !== 'mounted') return null;
     const user = this.o.user;
     const head = await this.o.remote.head(user);
-    if (!head || head.commit === this.snapshotter.baseCommitId) return null;
+    const base = this.snapshotter.baseCommitId;
+    if (!head || (head.commit === base && !this.snapshotter.unsettled)) return null;
     if (this.pendingCount > 0 && !this.readOnly) {
       // Another desktop committed: ours are merged onto its work now (not when idle), so that
       // both sides see each other. Our own commits change nothing here: the idle policy goes on,
@@ -531,7 +532,9 @@ export class Profile {
     });
     const c = commit as Commit | null;
     if (!r || !c) return null;
-    if (c.origin?.log !== this.logId || r.adopted.length > 0 || r.kept.length > 0) {
+    // A retry of the same commit (paths were kept) is news only when it adopted something.
+    const fresh = r.commit !== base;
+    if (r.adopted.length > 0 || (fresh && (c.origin?.log !== this.logId || r.kept.length > 0))) {
       this.pickups.count++;
       this.pickups.last = { commit: r.commit, time: this.o.clock.now(), adopted: r.adopted.length, kept: r.kept.length };
       this.o.log.child({ component: 'pickup' }).info({ commit: r.commit, host: c.host, adopted: r.adopted.length, kept: r.kept.length, paths: r.adopted.slice(0, 20) }, "picked up another desktop's commit");

@@ -92,6 +92,8 @@ export class FileNode extends NodeCommon {
   readonly gate = new Gate();
   /** Open handles; an unlinked file's upper file is removed when this drops to 0. */
   openCount = 0;
+  /** Open handles that may write (a pick-up never replaces a file while one is open). */
+  writers = 0;
   /** Bumped for every new upper file of this node (names CACHE/upper/<ino>-<generation>). */
   upperGeneration = 0;
 

@@ -131,7 +131,7 @@ export async function rebase(d: RebaseDeps, from: RootRef, to: RootRef, since: n
       if (!complete) return null;
       const payload = encodeTree([...out.values()]);
       const id = sha256(Buffer.of(TYPE_TREE), payload);
-      if (apply && id !== fromTree && id !== toTree) newTrees.set(id, payload);
+      if (id !== fromTree && id !== toTree) newTrees.set(id, payload);
       return id;
     };
 
@@ -150,17 +150,27 @@ export async function rebase(d: RebaseDeps, from: RootRef, to: RootRef, since: n
     return { missing, result, adopted, kept, newTrees, wholesale };
   }
 
-  // Load what the overlay needs, then change it in one synchronous section. A directory listed
-  // while trees were loading may need more: look again until nothing is missing.
+  // Load what the overlay needs and store (durably) the trees the result needs, then change the
+  // overlay in one synchronous section: a failure before it leaves the home as it was. The
+  // overlay may change while we wait (a directory listed, a file touched): look again until the
+  // dry pass needs nothing more, and apply in the same synchronous section as that last look.
+  const stored = new Set<ObjectId>();
   for (;;) {
     const dry = pass(false);
     if (dry.missing.size > 0) {
       await Promise.all([...dry.missing].map(async (id) => trees.set(id, new Map((await d.loadTree(id)).map((e) => [e.name, e] as const)))));
       continue;
     }
+    const unstored = [...dry.newTrees].filter(([id]) => !stored.has(id));
+    if (unstored.length > 0) {
+      for (const [id, payload] of unstored) {
+        await d.store.putObject(TYPE_TREE, payload);
+        stored.add(id);
+      }
+      await d.sync();
+      continue;
+    }
     const r = pass(true);
-    for (const [, payload] of r.newTrees) await d.store.putObject(TYPE_TREE, payload);
-    if (r.newTrees.size > 0) await d.sync();
     if (o.usage.limited) {
       for (const w of r.wholesale) o.usage.change((await sizeOf(d, w.after, w.path)) - (await sizeOf(d, w.before, w.path)));
     }
@@ -173,6 +183,11 @@ function untouched(c: Node | undefined, f: TreeEntry | null, since: number): boo
   if (!f) return c === undefined;
   if (!c || !c.base || !sameEntry(c.base, f)) return false;
   if (c.changedEpoch > since) return false;
+  // A file open for writing may have a write on its way (marked changed only once it lands), which
+  // would land in a detached file and be lost: it keeps this desktop's version until closed (then
+  // the next pick-up takes the commit's, or the merge makes a conflict copy). Read-only handles
+  // keep reading the old content after the replacement, as after a rename over an open file.
+  if (c.kind === 'file' && (c.writers > 0 || !c.gate.idle)) return false;
   return c.kind !== 'dir' || c.treeEpoch <= since;
 }
 

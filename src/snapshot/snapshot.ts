@@ -90,6 +90,8 @@ export class Snapshotter {
   private doneEpoch = 0;
   /** The step running now (a snapshot or a rebase): they never overlap. */
   private running: Promise<unknown> | null = null;
+  /** See `unsettled`. */
+  private keptPaths = false;
   /** The profile root of the last durable snapshot (or of the mounted commit). */
   private prevRoot: RootRef;
 
@@ -113,6 +115,14 @@ export class Snapshotter {
     return this.prevRoot;
   }
 
+  /**
+   * The last pick-up kept paths where the commit differs (changed here, or open): the next one
+   * looks at them again even if the head has not moved (they may be closed, or committed, by then).
+   */
+  get unsettled(): boolean {
+    return this.keptPaths;
+  }
+
   /** The repository commit the overlay's base comes from. */
   get baseCommitId(): ObjectId {
     return this.baseCommit;
@@ -133,10 +143,11 @@ export class Snapshotter {
   rebaseOnto(target: () => Promise<{ commit: ObjectId; root: RootRef } | null>): Promise<(RebaseResult & { commit: ObjectId }) | null> {
     return this.serialized(async () => {
       const to = await target();
-      if (!to || to.commit === this.baseCommit) return null;
+      if (!to || (to.commit === this.baseCommit && !this.keptPaths)) return null;
       const r = await rebase({ overlay: this.d.overlay, loadTree: (id) => this.d.loader.loadTree(id), store: this.d.cache.repo, sync: () => this.d.cache.sync() }, this.prevRoot, to.root, this.doneEpoch);
       this.prevRoot = r.root;
       this.baseCommit = to.commit;
+      this.keptPaths = r.kept.length > 0;
       return { ...r, commit: to.commit };
     });
   }

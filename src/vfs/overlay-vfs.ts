@@ -322,6 +322,7 @@ export class OverlayVfs implements Vfs {
     const node = h.node;
     if (node.kind !== 'file') return;
     node.openCount--;
+    if (h.writable) node.writers--;
     if (node.openCount > 0) return;
     await this.guard('release', this.pathOf(node), () => this.settleClosed(node));
   }
@@ -517,6 +518,7 @@ export class OverlayVfs implements Vfs {
       }
     }
     const fh = this.nextFh++;
+    if (node.kind === 'file' && writable) node.writers++;
     this.handles.set(fh, { node, readable: acc === C.O_RDONLY || acc === C.O_RDWR, writable, append: (flags & C.O_APPEND) !== 0 });
     if (node.kind === 'file' && this.onOpen) this.onOpen(this.overlay.pathOf(node));
     return fh;

@@ -136,6 +136,51 @@ test('a file open on this desktop keeps its content for its handle when the othe
   t.is(await a.read('/notes.txt'), 'a much longer replacement written on B');
 });
 
+test('a file open for writing here is not replaced by a pick-up: a write through that handle still reaches the repository (conflict copy)', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  const fh = await a.vfs.open('/notes.txt', C.O_RDWR);
+  clock.advance(60_000);
+  await b.write('/notes.txt', 'notes from B');
+  await b.sync();
+  const r = (await a.pickUp())!;
+  t.deepEqual(r.kept, ['notes.txt']);
+  t.is(await a.read('/notes.txt'), 'notes v1', 'A still shows the file it has open for writing');
+  await a.vfs.write(fh, Buffer.from('NOTES'), 5, 0);
+  await a.vfs.release(fh);
+  t.is(await a.read('/notes.txt'), 'NOTES v1');
+  clock.advance(60_000);
+  const ra = (await a.sync())!;
+  t.is(ra.conflicts?.length, 1);
+  const head = await headModel(remote);
+  const texts = Object.entries(contents(head)).filter(([p]) => p.startsWith('notes')).map(([, v]) => v).sort();
+  t.deepEqual(texts, ['NOTES v1', 'notes from B'], 'both edits are in the repository');
+});
+
+test('a file kept because it was open for writing takes the commit\'s version at the next pick-up after it is closed, with no new commit', async (t) => {
+  const clock = new ManualClock();
+  const remote = await repoWithProfile(clock);
+  const a = await desktop(t, remote, clock, 'deskA');
+  const b = await desktop(t, remote, clock, 'deskB');
+  const fh = await a.vfs.open('/notes.txt', C.O_WRONLY);
+  clock.advance(60_000);
+  await b.write('/notes.txt', 'notes from B');
+  await b.write('/todo.txt', 'todo from B');
+  await b.sync();
+  const r1 = (await a.pickUp())!;
+  t.deepEqual([r1.kept, r1.adopted], [['notes.txt'], ['todo.txt']]);
+  t.true(a.snap.unsettled);
+  await a.vfs.release(fh);
+  const r2 = (await a.pickUp())!;
+  t.deepEqual([r2.kept, r2.adopted], [[], ['notes.txt']]);
+  t.false(a.snap.unsettled);
+  t.is(await a.pickUp(), null, 'settled: nothing more to look at until the head moves');
+  t.false(a.snap.dirty);
+  t.deepEqual(normaliseLinks(await modelOfVfs(a.vfs)), await headModel(remote));
+});
+
 test('excluded paths: the committed entries hidden there follow the repository; local content stays', async (t) => {
   const clock = new ManualClock();
   const remote = await repoWithProfile(clock);
