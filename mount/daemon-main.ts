@@ -12,8 +12,11 @@
  *   --cache C --uid N --gid N [--snapshot-interval-ms N|off ...] MOUNTPOINT`; the schema's
  *   defaults apply apart from the timing flags.
  *
- * When ROAMFS_READY_FD is set, one JSON line on that fd says `{"ready":true,...}` or
- * `{"error":"...","exit":N}`, and is then closed; the login path may send `{"cache":DIR}` before.
+ * When ROAMFS_READY_FD is set, the answer goes to that fd (mount/launch.cts, `parseAnswer`, has
+ * the format): maybe a `cache DIR` line, then the exit status and the one line for the launcher to
+ * print, `0 alice's profile is mounted at ...` or `1 user "bob" not found ...`; then it is closed.
+ * Plain text, so that bin/roamfs (a POSIX shell script: one Node start-up per login, not two) can
+ * read it.
  */
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
@@ -27,25 +30,31 @@ import { defineMountCommand, planMount, type MountPlan } from './commands/mount.
 const readyFd = process.env.ROAMFS_READY_FD ? Number(process.env.ROAMFS_READY_FD) : null;
 delete process.env.ROAMFS_READY_FD;
 
-/** One line to the CLI, written synchronously (a process that exits right after loses async writes). */
-function say(msg: object): void {
+/** Text to the launcher, written synchronously (a process that exits right after loses async writes). */
+function say(text: string): void {
   if (readyFd === null) return;
   try {
-    writeSync(readyFd, JSON.stringify(msg) + '\n');
+    writeSync(readyFd, text);
   } catch {
-    // the CLI is gone (EPIPE): nobody to tell
+    // the launcher is gone (EPIPE): nobody to tell
   }
 }
 
-/** The final answer; the fd is closed afterwards so the CLI sees end-of-file. */
-function tell(msg: object): void {
+/** The final answer, `STATUS MESSAGE`; the fd is closed afterwards so the launcher sees end-of-file. */
+function tell(exit: number, message: string): void {
   if (readyFd === null) return;
-  say(msg);
+  say(`${exit} ${message}`);
   try {
     closeSync(readyFd);
   } catch {
     // already closed
   }
+}
+
+/** The answer for a start that failed: the error's one line (anything unexpected also in full to stderr). */
+function tellFailure(err: Error): void {
+  tell(1, err.message);
+  if (!(err instanceof RoamfsError)) console.error(err);
 }
 
 function daemonArgs(c: Config, a: Pick<DaemonArgs, 'repo' | 'user' | 'mountpoint' | 'cache' | 'uid' | 'gid' | 'logToStderr'>): DaemonArgs {
@@ -96,7 +105,7 @@ async function mountMain(args: string[]): Promise<number> {
   const fail = (err: unknown): number => {
     const r = errorReport(err);
     const message = r.message ?? usage.trim().replace(/^roamfs: /, '');
-    if (detached) tell({ error: message, exit: r.exit });
+    if (detached) tell(r.exit, message);
     else if (r.message !== null) console.error(`roamfs: ${r.message}`);
     return r.exit;
   };
@@ -104,7 +113,7 @@ async function mountMain(args: string[]): Promise<number> {
     await program.parseAsync(['mount', ...args], { from: 'user' });
     if (detached) {
       stderrTo(plan!.cache);
-      say({ cache: plan!.cache });
+      say(`cache ${plan!.cache.replaceAll('\n', '?')}\n`);
     }
   } catch (err) {
     return fail(err);
@@ -123,13 +132,10 @@ async function mountMain(args: string[]): Promise<number> {
     }
   }
   const d = await startDaemon(a, (err) => {
-    if (!err) {
-      tell({ ready: true, pid: process.pid, user: p.user, mountpoint: p.mountpoint, cache: p.cache });
-      saveCodeCache();
-    } else {
-      tell({ error: err.message, code: err instanceof RoamfsError ? err.code : 'IO' });
-      if (!(err instanceof RoamfsError)) console.error(err);
-    }
+    if (err) return tellFailure(err);
+    const log = path.join(p.cache, 'roamfs.log');
+    tell(0, `${p.user}'s profile is mounted at ${p.mountpoint} (daemon pid ${process.pid}; log ${log}; log out with: roamfs logout ${p.mountpoint})`);
+    saveCodeCache();
   });
   return d.done;
 }
@@ -168,13 +174,7 @@ async function directMain(argv: string[]): Promise<number> {
   if (prefetch !== undefined) c.prefetchDelayMs = prefetch;
   if (v.debug) c.debug = true;
   const a = daemonArgs(c, { repo: v.repo!, user: v.user!, mountpoint: positionals[0]!, cache: v.cache!, uid: Number(v.uid), gid: Number(v.gid), logToStderr: v.stderr ?? false });
-  const d = await startDaemon(a, (err) => {
-    if (!err) tell({ ready: true, pid: process.pid });
-    else {
-      tell({ error: err.message, code: err instanceof RoamfsError ? err.code : 'IO' });
-      if (!(err instanceof RoamfsError)) console.error(err);
-    }
-  });
+  const d = await startDaemon(a, (err) => (err ? tellFailure(err) : tell(0, `daemon pid ${process.pid} serves ${a.mountpoint}`)));
   return d.done;
 }
 

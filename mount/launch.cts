@@ -5,11 +5,9 @@
  * daemon. So `roamfs mount` does nothing here but start the daemon at once: the daemon parses
  * the arguments with the same commander definition (mount/commands/mount.ts), loads the
  * configuration (file, environment, flags), checks everything, mounts, and answers on an
- * inherited pipe (ROAMFS_READY_FD) with one JSON line: `{"ready":true,...}`, or
- * `{"error":"...","exit":N}` for a usage or configuration error or a failed mount, which is
- * printed here as the one line `roamfs: ...` with that exit status, exactly as the CLI would.
- * Before that it may send `{"cache":DIR}` (where its stderr goes) so that a daemon that died
- * without a word can be pointed at.
+ * inherited pipe (ROAMFS_READY_FD): see `parseAnswer`. An error (usage, configuration, a failed
+ * mount) is printed here as the one line `roamfs: ...` with its exit status, exactly as the CLI
+ * would. bin/roamfs, the shell launcher users run, does the same without this process.
  *
  * `roamfs mount --help` (and --version) go to the CLI; `--foreground` runs the daemon's code in
  * this process (systemd's roamfs@.service).
@@ -55,15 +53,21 @@ function run(bundle: string, args: string[]): void {
   }
 }
 
-interface Answer {
-  ready?: boolean;
-  pid?: number;
-  user?: string;
-  mountpoint?: string;
-  error?: string;
-  /** Exit status for an error (default 1). */
-  exit?: number;
-  cache?: string;
+/**
+ * The daemon's answer on the ready pipe, as text (bin/roamfs reads it with the shell):
+ * maybe `cache DIR\n` first (where its stderr goes, so that a daemon that died without a word can
+ * be pointed at), then `STATUS MESSAGE` up to the end: status 0 and the line to print on stdout,
+ * or an exit status and the error for stderr. No status (the daemon died first): `status` null.
+ */
+export function parseAnswer(text: string): { status: number | null; message: string; cache?: string } {
+  let cache: string | undefined;
+  const m = /^cache ([^\n]*)\n/.exec(text);
+  if (m) {
+    cache = m[1];
+    text = text.slice(m[0].length);
+  }
+  const a = /^(\d+) ([^]*)$/.exec(text);
+  return { status: a ? Number(a[1]) : null, message: a ? a[2]! : '', ...(cache !== undefined ? { cache } : {}) };
 }
 
 /** Start a detached daemon for `roamfs mount ARGS...`, wait for its answer, print it; the exit status. */
@@ -77,35 +81,17 @@ async function startDaemon(args: string[]): Promise<number> {
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env,
   });
-  const lines = await new Promise<Answer[]>((resolve) => {
+  const text = await new Promise<string>((resolve) => {
     let buf = '';
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     pipe.setEncoding('utf8');
     pipe.on('data', (d: string) => (buf += d));
-    pipe.on('end', () => {
-      const out: Answer[] = [];
-      for (const l of buf.split('\n')) {
-        try {
-          if (l.trim()) out.push(JSON.parse(l) as Answer);
-        } catch {
-          // a torn line: the daemon died while writing it
-        }
-      }
-      resolve(out);
-    });
+    pipe.on('end', () => resolve(buf));
   });
   child.unref();
-  const answer = lines.findLast((a) => a.ready || a.error !== undefined);
-  const cache = lines.findLast((a) => a.cache)?.cache;
-  if (answer?.ready) {
-    const mp = answer.mountpoint!;
-    console.log(`${answer.user}'s profile is mounted at ${mp} (daemon pid ${answer.pid}; log ${path.join(answer.cache ?? cache ?? '', 'roamfs.log')}; log out with: roamfs logout ${mp})`);
-    return 0;
-  }
-  if (answer?.error !== undefined) {
-    console.error(`roamfs: ${answer.error}`);
-    return answer.exit ?? 1;
-  }
-  console.error(`roamfs: the daemon exited before the mount was ready${cache ? ` (see ${path.join(cache, 'daemon.stderr')})` : ''}`);
-  return 1;
+  const a = parseAnswer(text);
+  if (a.status === 0) console.log(a.message);
+  else if (a.status !== null) console.error(`roamfs: ${a.message}`);
+  else console.error(`roamfs: the daemon exited before the mount was ready${a.cache ? ` (see ${path.join(a.cache, 'daemon.stderr')})` : ''}`);
+  return a.status ?? 1;
 }

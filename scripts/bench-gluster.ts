@@ -31,7 +31,7 @@ const { values: o } = parseArgs({
   },
 });
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
-const CLI = path.join(ROOT, 'bin', 'roamfs.js');
+const CLI = path.join(ROOT, 'bin', 'roamfs');
 const rounds = Number(o.rounds);
 const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-bench-gluster-'));
 const env = { ...process.env, ROAMFS_RUN_DIR: path.join(work, 'run'), ROAMFS_CONFIG: '/dev/null' };
@@ -39,7 +39,7 @@ const env = { ...process.env, ROAMFS_RUN_DIR: path.join(work, 'run'), ROAMFS_CON
 // sends), so that a Node start-up per poll does not count as commit latency.
 process.env.ROAMFS_RUN_DIR = env.ROAMFS_RUN_DIR;
 const { control } = await import('../mount/control.js');
-const roamfs = (...args: string[]) => exec(process.execPath, [CLI, ...args], { env, maxBuffer: 64 << 20 });
+const roamfs = (...args: string[]) => exec(CLI, args, { env: { ...env, ROAMFS_NODE: process.execPath }, maxBuffer: 64 << 20 });
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 type Step = 'import' | 'login' | 'commit' | 'logout';

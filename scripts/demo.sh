@@ -12,7 +12,7 @@ DEMO=${ROAMFS_DEMO:-/tmp/roamfs-demo}
 REPO=$DEMO/repo
 SRC=$DEMO/profile-source
 HOME_DIR=$DEMO/home
-roamfs() { node bin/roamfs.js "$@"; }
+roamfs() { bin/roamfs "$@"; }
 
 mkdir -p "$DEMO" "$HOME_DIR"
 if grep -qs " $HOME_DIR fuse" /proc/mounts; then

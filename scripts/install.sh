@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install roamfs's OS integration from this checkout (as root; see docs/deployment.md):
 #
-#   PREFIX/bin/roamfs                      wrapper: node <this checkout>/bin/roamfs.js
+#   PREFIX/bin/roamfs                      wrapper: <this checkout>/bin/roamfs with --node
 #   PREFIX/lib/roamfs/                     roamfs-home, pam_roamfs.sh, mount.fuse.roamfs, roamfs-lib.sh
 #   /sbin/mount.fuse.roamfs                symlink to the helper (mount -t fuse.roamfs, fstab)
 #   PREFIX/lib/systemd/system/roamfs@.service
@@ -61,8 +61,8 @@ PREFIX=${PREFIX%/}
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then die "run as root (or give --root DIR)"; fi
 case $REPO in '' | /*) ;; *) REPO=$(cd "$REPO" 2>/dev/null && pwd -P) || die "--repo: no such directory" ;; esac
 
-# What the wrapper runs: a built checkout (bin/roamfs.js runs dist/mount/launch.cjs and the
-# bundles in dist/bundle/) and node 20.19+.
+# What the wrapper runs: a built checkout (bin/roamfs starts the daemon bundle in dist/bundle/,
+# or runs bin/roamfs.js: dist/mount/launch.cjs and the CLI bundle) and node 20.19+.
 built() { [ -f "$CHECKOUT/dist/mount/launch.cjs" ] && [ -f "$CHECKOUT/dist/bundle/cli.js" ] && [ -f "$CHECKOUT/dist/bundle/daemon-main.js" ]; }
 if ! built; then
   [ "$BUILD" = yes ] || die "dist/ is not built: run scripts/setup.sh first"
@@ -229,7 +229,9 @@ cat >"$TMP/roamfs" <<EOF
 #!/bin/sh
 # roamfs: the command line tool of the checkout $CHECKOUT
 # (written by its scripts/install.sh; scripts/uninstall.sh removes it)
-exec $NODE $CHECKOUT/bin/roamfs.js "\$@"
+ROAMFS_NODE=\${ROAMFS_NODE:-$NODE}
+export ROAMFS_NODE
+exec $CHECKOUT/bin/roamfs "\$@"
 EOF
 put "$TMP/roamfs" "$PREFIX/bin/roamfs" 0755 program
 

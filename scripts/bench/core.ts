@@ -24,8 +24,9 @@ export const REPO_ROOT = path.resolve(here, '..', '..', '..');
  */
 export const app = {
   root: REPO_ROOT,
+  /** bin/roamfs, the shell launcher users run (package.json "bin"). */
   get cli() {
-    return path.join(this.root, 'bin', 'roamfs.js');
+    return path.join(this.root, 'bin', 'roamfs');
   },
   get distScripts() {
     return path.join(this.root, 'dist', 'scripts');
@@ -383,11 +384,11 @@ export function roamfsRunDir(cfg: Config): string {
 }
 
 export function roamfsEnv(cfg: Config): NodeJS.ProcessEnv {
-  return { ...process.env, ROAMFS_RUN_DIR: roamfsRunDir(cfg) };
+  return { ...process.env, ROAMFS_RUN_DIR: roamfsRunDir(cfg), ROAMFS_NODE: process.execPath };
 }
 
 export function roamfs(cfg: Config, args: string[], o: { timeoutMs?: number } = {}): Promise<string> {
-  return sh(process.execPath, [app.cli, ...args], { env: roamfsEnv(cfg), timeoutMs: o.timeoutMs ?? 30 * 60_000 });
+  return sh(app.cli, args, { env: roamfsEnv(cfg), timeoutMs: o.timeoutMs ?? 30 * 60_000 });
 }
 
 export interface RoamfsStatus {

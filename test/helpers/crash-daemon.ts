@@ -16,6 +16,7 @@ import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAnswer } from '../../mount/launch.cjs';
 import { mountId } from '../../mount/control.js';
 import { PosixBackend } from '../../src/repository/posix.js';
 import { Repository } from '../../src/repository/repository.js';
@@ -126,22 +127,18 @@ export class Homes {
     closeSync(errFd);
     this.pids.add(child.pid!);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    const answer = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
-      let buf = '';
-      const pipe = child.stdio[3] as NodeJS.ReadableStream;
-      pipe.setEncoding('utf8');
-      pipe.on('data', (d: string) => (buf += d));
-      pipe.on('end', () => {
-        try {
-          resolve(JSON.parse(buf.trim().split('\n')[0] ?? ''));
-        } catch {
-          resolve({ error: `the daemon exited before the mount was ready` });
-        }
-      });
-    });
-    if (!answer.ready) {
+    const answer = parseAnswer(
+      await new Promise<string>((resolve) => {
+        let buf = '';
+        const pipe = child.stdio[3] as NodeJS.ReadableStream;
+        pipe.setEncoding('utf8');
+        pipe.on('data', (d: string) => (buf += d));
+        pipe.on('end', () => resolve(buf));
+      }),
+    );
+    if (answer.status !== 0) {
       await exited;
-      throw new MountError({ code: 1, stdout: '', stderr: `roamfs: ${answer.error}`, ms: 0 });
+      throw new MountError({ code: answer.status ?? 1, stdout: '', stderr: `roamfs: ${answer.status === null ? 'the daemon exited before the mount was ready' : answer.message}`, ms: 0 });
     }
     return { pid: child.pid!, spec, exited };
   }

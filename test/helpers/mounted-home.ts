@@ -26,6 +26,8 @@ import { decodeCommit, decodeRef, decodeTree, type TreeEntry } from '../../src/r
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** dist/test/helpers -> <root>/bin/roamfs.js */
 export const ROAMFS_BIN = path.resolve(here, '../../../bin/roamfs.js');
+/** The shell launcher users run (package.json "bin"): the mount path without a second Node start-up. */
+export const ROAMFS_SH = path.resolve(here, '../../../bin/roamfs');
 
 export interface RunResult {
   code: number;
@@ -184,7 +186,7 @@ const execPath = process.execPath;
  * no configuration file (this machine's /etc/roamfs/roamfs.json must not change the tests).
  */
 export function cliEnv(runDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ROAMFS_RUN_DIR: runDir, ROAMFS_CONFIG: '/dev/null', NO_COLOR: '1', FORCE_COLOR: '0' };
+  const env: NodeJS.ProcessEnv = { ...process.env, ROAMFS_RUN_DIR: runDir, ROAMFS_CONFIG: '/dev/null', NO_COLOR: '1', FORCE_COLOR: '0', ROAMFS_NODE: process.execPath };
   delete env.NODE_OPTIONS;
   return env;
 }
@@ -242,8 +244,9 @@ export async function mountedHome(t: ExecutionContext, o: HomeOptions = {}): Pro
 export function homeAt(base: string, user: string, mountArgs: string[]): MountedHome {
   const runDir = path.join(base, 'run');
   const env = cliEnv(runDir);
-  const cli = (...args: string[]) => run(execPath, [ROAMFS_BIN, ...args], { env, timeoutMs: 600_000 });
-  const cliOk = (...args: string[]) => runOk(execPath, [ROAMFS_BIN, ...args], { env, timeoutMs: 600_000 });
+  // As a user runs it: bin/roamfs (mount starts the daemon from the shell; the rest runs bin/roamfs.js).
+  const cli = (...args: string[]) => run(ROAMFS_SH, args, { env, timeoutMs: 600_000 });
+  const cliOk = (...args: string[]) => runOk(ROAMFS_SH, args, { env, timeoutMs: 600_000 });
   let tornDown: Promise<string | undefined> | undefined;
   const h: MountedHome = {
     base,

@@ -26,6 +26,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const CHECKOUT = path.resolve(here, '../../..');
 export const OS_DIR = path.join(CHECKOUT, 'mount/os');
 export const ROAMFS_JS = path.join(CHECKOUT, 'bin/roamfs.js');
+/** What the installed PREFIX/bin/roamfs runs (scripts/install.sh). */
+export const ROAMFS_SH = path.join(CHECKOUT, 'bin/roamfs');
 
 export interface RunResult {
   code: number;
@@ -163,7 +165,8 @@ export class OsEnv {
     const env = new OsEnv(base);
     t.teardown(() => env.cleanup((m) => t.log(m)));
     await fsp.mkdir(env.homes, { mode: 0o755 });
-    await fsp.writeFile(env.cli, `#!/bin/sh\nexec ${process.execPath} ${ROAMFS_JS} "$@"\n`, { mode: 0o755 });
+    // As scripts/install.sh writes PREFIX/bin/roamfs.
+    await fsp.writeFile(env.cli, `#!/bin/sh\nROAMFS_NODE=\${ROAMFS_NODE:-${process.execPath}}\nexport ROAMFS_NODE\nexec ${ROAMFS_SH} "$@"\n`, { mode: 0o755 });
     await env.roamfsOk(['init', env.repo]);
     return env;
   }

@@ -148,7 +148,7 @@ test.serial('install refuses to replace a file it did not put there unless --for
   t.regex(r.stderr, /\/usr\/local\/bin\/roamfs exists and is not the one this install put there; --force/);
   const f = await sh(INSTALL, ['--root', root, '--no-build', '--force']);
   t.is(f.code, 0, oneLine(f));
-  t.regex(await fsp.readFile(path.join(root, 'usr/local/bin/roamfs'), 'utf8'), /bin\/roamfs\.js/);
+  t.regex(await fsp.readFile(path.join(root, 'usr/local/bin/roamfs'), 'utf8'), /exec \/\S+\/bin\/roamfs "\$@"/);
   t.is(await fsp.readFile(path.join(root, 'usr/local/bin/roamfs.roamfs-backup'), 'utf8'), '#!/bin/sh\necho someone else\n');
   t.is((await sh(INSTALL, ['--root', root, '--no-build'])).code, 0, 'once installed, it is ours: no --force needed');
   const u = await sh(UNINSTALL, ['--root', root, '--purge']);
