@@ -11,6 +11,7 @@ import { ChangeLog, type Shipped } from './changelog/changelog.js';
 import { Snapshotter } from './snapshot/snapshot.js';
 import { commitOnce, type CommitResult } from './commit/committer.js';
 import { DEFAULT_COMMIT_POLICY, decideCommit, type CommitPolicyConfig } from './commit/policy.js';
+import { uploadChanges } from './commit/upload.js';
 import { OverlayVfs } from './vfs/overlay-vfs.js';
 import { BackgroundLoading } from './prefetch/background.js';
 import type { PrefetchProgress } from './prefetch/prefetcher.js';
@@ -615,7 +616,30 @@ export class Profile {
       await this.o.clock.sleep(delay);
       delay = Math.min(delay * 2, 5_000);
     }
+    await this.keepDirectLocally();
     return { ok: false, pending: this.pendingCount, error: (lastErr as Error)?.message ?? 'commit did not finish' };
+  }
+
+  /**
+   * The logout could not commit after a direct snapshot: that snapshot's new data is only in the
+   * repository, where no commit references it, so gc may delete it once its grace period is over,
+   * while this machine's log still needs it for the commit of its next login. Copy it into the
+   * local store (uploadChanges the other way round) while the repository can still be read.
+   */
+  private async keepDirectLocally(): Promise<void> {
+    const log = this.o.log.child({ component: 'flush' });
+    try {
+      let copied = false;
+      for (const p of await this.log.pending()) {
+        const s = await this.log.get(p.seq);
+        if (!s.written) continue;
+        await uploadChanges(this.o.remote, this.vfs.loader.cache.repo, s.changes);
+        copied = true;
+      }
+      if (copied) await this.vfs.loader.cache.sync();
+    } catch (err) {
+      log.warn(errorFields(err), "the logout snapshot's new data is only in the repository, not referenced by a commit until this machine's next login commits it (gc keeps it for its grace period)");
+    }
   }
 
   /**

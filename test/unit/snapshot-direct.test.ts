@@ -17,13 +17,15 @@ import { Repository } from '../../src/repository/repository.js';
 import type { Backend } from '../../src/repository/backend.js';
 import type { MemoryBackend } from '../../src/repository/memory.js';
 import { TYPE_CHUNK } from '../../src/repository/objects.js';
+import { gc } from '../../src/repository/gc.js';
 import { contentsOf, headModel, readText, smallProfileRepo, writeText } from '../helpers/small-profile.js';
 
 async function world(t: import('ava').ExecutionContext) {
   const clock = new ManualClock();
   const remote = await smallProfileRepo(clock);
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'roamfs-direct-'));
-  const net = { down: false };
+  /** down: every call fails; refsDown: only creating a ref fails (the commit cannot land). */
+  const net = { down: false, refsDown: false };
   /** putObject calls per object id (a chunk sent twice would show here). */
   const puts = new Map<string, number>();
   const backend = new Proxy(remote.backend, {
@@ -31,7 +33,7 @@ async function world(t: import('ava').ExecutionContext) {
       const v = Reflect.get(target, prop, receiver);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
-        if (net.down) return Promise.reject(new RoamfsError('REPOSITORY_UNAVAILABLE', 'unreachable (test)'));
+        if (net.down || (net.refsDown && prop === 'createRef')) return Promise.reject(new RoamfsError('REPOSITORY_UNAVAILABLE', 'unreachable (test)'));
         if (prop === 'putObject') puts.set(args[0] as string, (puts.get(args[0] as string) ?? 0) + 1);
         return (v as (...a: unknown[]) => unknown).apply(target, args);
       };
@@ -114,6 +116,28 @@ test('repository unreachable at logout: the final snapshot goes to the local log
   t.is(await readText(again.vfs, '/offline.txt'), text);
   t.deepEqual(await again.close(), { ok: true, pending: 0 });
   t.is(contentsOf(await headModel(remote))['offline.txt'], text);
+});
+
+test('the commit after a direct logout snapshot fails: its data is copied into the local store, so a gc before the next login loses nothing', async (t) => {
+  const { session, remote, net, localChunks, clock } = await world(t);
+  const p = await session();
+  const text = randomBytes(600_000).toString('hex');
+  await writeText(p.vfs, '/late.txt', text);
+  const before = await localChunks();
+  net.refsDown = true;
+  const r = await p.close();
+  t.false(r.ok);
+  t.is(r.pending, 1);
+  t.true((await localChunks()) > before, 'the snapshot\'s chunks are in the local store too');
+  net.refsDown = false;
+  // Days later, before this machine's next login: gc deletes what no commit references.
+  clock.advance(48 * 3600_000);
+  const g = await gc(remote, { graceMs: 3600_000 });
+  t.true(g.deleted > 0, 'the repository copy of the snapshot\'s data is gone');
+  const again = await session();
+  t.is(await readText(again.vfs, '/late.txt'), text);
+  t.deepEqual(await again.close(), { ok: true, pending: 0 });
+  t.is(contentsOf(await headModel(remote))['late.txt'], text);
 });
 
 test('no local snapshot and no repository: the login fails with the repository error', async (t) => {
