@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { errnoCode, ioError, isRoamfsError } from '../core/errors.js';
 import { sha256, type ObjectId } from '../core/hash.js';
 import { syncfsAsync } from '../core/native.js';
+import { defaultIoMode } from '../core/io-mode.js';
 import { PosixBackend } from '../repository/posix.js';
 import { Repository } from '../repository/repository.js';
 import type { ObjectType } from '../repository/objects.js';
@@ -30,7 +31,7 @@ export class LocalCache {
     const dir = path.join(path.resolve(cacheDir), 'objects-repo');
     // Fan-out directories as objects arrive: a fresh cache (every login of a non-persistent
     // desktop) is then a few mkdirs, not 256 before the home can be mounted.
-    const backend = new PosixBackend(dir, { durable: false, eagerFanOut: false });
+    const backend = new PosixBackend(dir, { durable: false, eagerFanOut: false, syncIo: defaultIoMode() });
     let repo: Repository;
     try {
       repo = await Repository.open(backend);

@@ -2,49 +2,8 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ioError } from '../core/errors.js';
+import { defaultIoMode, type IoMode } from '../core/io-mode.js';
 
-/**
- * Synchronous or thread-pool I/O on upper files.
- *
- * Every asynchronous fs call of the daemon is a round trip through the libuv thread pool. On
- * the 2-vCPU machines of docs/benchmarks.md that costs 40-100 µs, more than the work itself
- * (a 4 KiB pwrite into the page cache takes 4-50 µs): the woken pool thread mostly runs instead
- * of the event loop, not beside it. Writes, reads and truncates of upper files (local, recently
- * written, nearly always in the page cache) therefore run synchronously on the event loop. A
- * disk that stalls must not freeze every other operation of the mount, though: each
- * synchronous call is timed, and after one that took longer than `slowMs` the thread pool is
- * used for the next `backoffMs`.
- */
-export class IoMode {
-  private asyncUntil = -Infinity;
-
-  constructor(
-    private readonly o: {
-      /** Synchronous I/O at all (false: always the thread pool). */
-      sync: boolean;
-      slowMs: number;
-      backoffMs: number;
-      /** A monotonic ms clock (measures durations only). */
-      now: () => number;
-    },
-  ) {}
-
-  /** Whether the next call may be synchronous. */
-  get sync(): boolean {
-    return this.o.sync && (this.asyncUntil === -Infinity || this.o.now() >= this.asyncUntil);
-  }
-
-  /** Run one synchronous fs call, timed (see the class comment). */
-  time<T>(fn: () => T): T {
-    const t0 = this.o.now();
-    try {
-      return fn();
-    } finally {
-      const t1 = this.o.now();
-      if (t1 - t0 > this.o.slowMs) this.asyncUntil = t1 + this.o.backoffMs;
-    }
-  }
-}
 
 /**
  * A file's private, writable content. Its `size` is the overlay's truth (kept in memory,
@@ -140,6 +99,32 @@ export class UpperFile {
   }
 
   /**
+   * The whole content (`size` bytes, zeros past the end of a shorter file on disk) in a new
+   * buffer, read synchronously (see IoMode); null when synchronous I/O is off for now: read()
+   * then. For readers that want a small file at once (the snapshot).
+   */
+  readAllSync(): Buffer | null {
+    const m = this.memBuf;
+    if (m) return Buffer.from(m.subarray(0, this.size));
+    if (!this.store.io.sync) return null;
+    return this.store.io.time(() => {
+      const out = Buffer.alloc(this.size);
+      const own = this.fd;
+      const fd = own ?? fs.openSync(this.diskPath!, 'r');
+      try {
+        for (let n = 0; n < this.size; ) {
+          const r = fs.readSync(fd, out, n, this.size - n, n);
+          if (r === 0) break;
+          n += r;
+        }
+      } finally {
+        if (own === null) fs.closeSync(fd);
+      }
+      return out;
+    });
+  }
+
+  /**
    * The descriptor of the open handle for a synchronous call that completes before the caller
    * yields; null while the file is in memory, closed, or still opening.
    */
@@ -197,9 +182,7 @@ export interface UpperStoreOptions {
   backgroundLimit?: number;
 }
 
-const SLOW_SYNC_MS = 2;
 const MEM_HEADROOM = 4096;
-const SLOW_BACKOFF_MS = 1000;
 
 /**
  * Where upper files live: in memory while small (see UpperFile), else in CACHE/upper/ under a
@@ -244,7 +227,7 @@ export class UpperStore {
     this.memFileMax = o.memFileMax ?? 1024 * 1024;
     this.spareTarget = o.spares ?? 8;
     this.backgroundLimit = Math.max(1, o.backgroundLimit ?? 1024);
-    this.io = new IoMode({ sync: o.syncIo ?? true, slowMs: SLOW_SYNC_MS, backoffMs: SLOW_BACKOFF_MS, now: () => performance.now() });
+    this.io = defaultIoMode(o.syncIo ?? true);
   }
 
   static async open(cacheDir: string, o: UpperStoreOptions = {}): Promise<UpperStore> {

@@ -304,8 +304,11 @@ export class Snapshotter {
     const bufSize = Math.min(size, 8 * max) || 1;
     // Chunks are stored from subarrays of the read buffer while the next reads go on: every
     // round reads into a new buffer (the unfinished tail is copied over), never over stored data.
-    let buf = Buffer.allocUnsafe(bufSize);
-    let have = 0;
+    // A file that fits in one buffer (nearly every file) is read at once, without a thread-pool
+    // round trip per open, read and close.
+    const whole = size > 0 && size <= bufSize ? file.readAllSync() : null;
+    let buf = whole ?? Buffer.allocUnsafe(bufSize);
+    let have = whole ? size : 0;
     let pos = 0; // file offset of buf[0]
     while (pos < size) {
       while (have < buf.length && pos + have < size) {

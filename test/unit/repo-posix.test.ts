@@ -11,6 +11,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import * as path from 'node:path';
 import { sha256 } from '../../src/core/hash.js';
 import { PosixBackend } from '../../src/repository/posix.js';
+import { IoMode } from '../../src/core/io-mode.js';
 import { Repository } from '../../src/repository/repository.js';
 import { buildCommit, commitOnTop } from '../helpers/repo-build.js';
 import { tempDir } from '../helpers/repo-fs.js';
@@ -110,3 +111,24 @@ test.serial('object mode: no barrier syncs at all (each object is fsynced on its
   t.is(syncs, 0);
   t.truthy(await fsp.stat(path.join(dir, 'users', 'b', 'refs')));
 });
+
+for (const sync of [true, false]) {
+  test.serial(`local store (durable: false) with ${sync ? 'synchronous' : 'thread-pool'} writes: objects land whole under their id, once, fan-out made on demand, no temp file left`, async (t) => {
+    const dir = path.join(await tempDir(t, 'roamfs-localstore'), 'repo');
+    let now = 0;
+    const io = new IoMode({ sync, slowMs: 1e9, backoffMs: 1000, now: () => now++ });
+    const b = new PosixBackend(dir, { durable: false, eagerFanOut: false, syncIo: io });
+    await Repository.init(b);
+    const big = Buffer.concat([Buffer.from([1]), Buffer.alloc(3 << 20, 7)]);
+    for (const data of [Buffer.from('\x01small'), big]) {
+      const id = sha256(data);
+      t.true(await b.putObject(id, [data.subarray(0, 1), data.subarray(1)]));
+      t.false(await b.putObject(id, data), 'already there: not written again');
+      t.deepEqual(await b.getObject(id), data);
+    }
+    const ids: string[] = [];
+    for await (const o of b.listObjects()) ids.push(o.id);
+    t.is(ids.length, 2);
+    t.deepEqual(await fsp.readdir(path.join(dir, 'tmp')), []);
+  });
+}

@@ -12,7 +12,8 @@ import { ManualClock } from '../../src/core/clock.js';
 import { Exclusions } from '../../src/core/exclusions.js';
 import { MemoryBackend } from '../../src/repository/memory.js';
 import { Repository } from '../../src/repository/repository.js';
-import { IoMode, UpperStore } from '../../src/overlay/upper.js';
+import { UpperStore } from '../../src/overlay/upper.js';
+import { IoMode } from '../../src/core/io-mode.js';
 import { OverlayVfs, type OverlayVfsOptions } from '../../src/vfs/overlay-vfs.js';
 
 const KiB = 1024;
@@ -243,4 +244,24 @@ test('the background queue is bounded: past its limit, later() waits for room; f
   await drained;
   t.deepEqual(lines, ['upper: three: disk on fire']);
   await store.close();
+});
+
+test('readAllSync: a file on disk, open or closed, read whole at once (zeros past a shorter file); null while synchronous I/O is off', async (t) => {
+  const dir = await tmpdir(t, 'roamfs-upper-readall-');
+  const store = await UpperStore.open(dir, {});
+  t.teardown(() => store.close());
+  const f = await store.create();
+  const h = await f.handle();
+  await h.write(Buffer.from('hello, disk'), 0, 11, 0);
+  f.size = 11;
+  t.is(f.readAllSync()?.toString(), 'hello, disk', 'through the open descriptor');
+  await f.close();
+  f.size = 14; // recorded size past the end of the file on disk: zeros, as read() gives
+  t.deepEqual(f.readAllSync(), Buffer.concat([Buffer.from('hello, disk'), Buffer.alloc(3)]), 'by path, closed');
+  const off = await UpperStore.open(await tmpdir(t, 'roamfs-upper-readall-off-'), { syncIo: false });
+  t.teardown(() => off.close());
+  const g = await off.create();
+  await (await g.handle()).write(Buffer.from('x'), 0, 1, 0);
+  g.size = 1;
+  t.is(g.readAllSync(), null);
 });
