@@ -17,8 +17,9 @@
  *                 {log, snapshot}; the import's model for the imported commit).
  *   mode 'prefix' (--snapshot-interval 250ms: timer snapshots at unknown instants)
  *     same cache: a state the workload went through since the last forced snapshot returned
- *                 (types and content; each write(2) is one FUSE request, so every state a
- *                 snapshot can capture is one of the recorded ones).
+ *                 (types and content; a write(2) may reach the daemon as several FUSE requests
+ *                 split at page boundaries, and the workload records those states too, so every
+ *                 state a snapshot can capture is one of the recorded ones).
  *
  * In both modes a head commit is never newer than what is remounted: in 'exact' mode the
  * head's snapshot seq (when made from the current log) is <= the seq of the remounted snapshot.

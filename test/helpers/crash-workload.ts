@@ -7,8 +7,12 @@
  * Every state-changing system call is one step. Before issuing it the workload updates its
  * prediction and calls `onState` with the predicted state, so that a caller that cannot know
  * whether the call completed (the daemon was killed) has the states before and after it. Writes
- * are at most `maxWrite` bytes so that one write(2) is one FUSE request (an atomic step for a
- * snapshot); larger files are written by several steps.
+ * are at most `maxWrite` bytes (larger files are written by several steps), and a write(2) is
+ * not always one FUSE request: the kernel ends a WRITE request after a partly written page that
+ * is not in its page cache (fs/fuse/file.c, fuse_fill_write_pages), so a write that starts or
+ * goes on inside such a page and crosses a page boundary reaches the daemon in pieces that end
+ * at page boundaries, and a snapshot can fall between them. Each write therefore also announces
+ * the states with its data applied up to each page boundary inside it.
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -18,7 +22,7 @@ import { sha, type Entry, type Model } from './crash-model.js';
 export type PEntry = { t: 'd' } | { t: 'f'; data: Buffer } | { t: 'l'; target: string };
 
 export interface WorkloadOptions {
-  /** Largest write(2) (default 64 KiB: one FUSE request even when unaligned). */
+  /** Largest write(2) (default 64 KiB). */
   maxWrite?: number;
   /** Keep the home around this size. */
   maxFiles?: number;
@@ -26,6 +30,9 @@ export interface WorkloadOptions {
   /** Probability that a new file is large (256 KiB - 1.5 MiB, several chunks). */
   bigFileRate?: number;
 }
+
+/** The kernel's page size (x86-64, arm64 with 4 KiB pages). */
+const PAGE = 4096;
 
 type Op = 'create' | 'overwrite' | 'append' | 'truncate' | 'rewrite' | 'renameFile' | 'renameDir' | 'unlink' | 'mkdir' | 'rmdir' | 'symlink' | 'chmod';
 const OPS: Op[] = ['create', 'overwrite', 'append', 'truncate', 'rewrite', 'renameFile', 'renameDir', 'unlink', 'mkdir', 'rmdir', 'symlink', 'chmod'];
@@ -121,14 +128,23 @@ export class Workload {
       const n = Math.min(this.o.maxWrite, data.length - off);
       const piece = data.subarray(off, off + n);
       const at = pos + off;
+      const old = (this.files.get(p) as { data: Buffer }).data;
+      /** The file with the first `len` bytes of this write applied. */
+      const applied = (len: number): Buffer => {
+        const next = Buffer.alloc(Math.max(old.length, at + len));
+        old.copy(next);
+        piece.copy(next, at, 0, len);
+        return next;
+      };
+      if (this.onState) {
+        // The pieces the kernel may split this write into end at page boundaries (see above).
+        for (let b = (Math.floor(at / PAGE) + 1) * PAGE; b < at + n; b += PAGE) {
+          this.files.set(p, { t: 'f', data: applied(b - at) });
+          this.onState(this.contentModel());
+        }
+      }
       await this.sys(
-        () => {
-          const old = (this.files.get(p) as { data: Buffer }).data;
-          const next = Buffer.alloc(Math.max(old.length, at + n));
-          old.copy(next);
-          piece.copy(next, at);
-          this.files.set(p, { t: 'f', data: next });
-        },
+        () => this.files.set(p, { t: 'f', data: applied(n) }),
         () => h.write(piece, 0, n, at),
       );
       off += n;
