@@ -15,13 +15,18 @@ import { rollback } from '../../src/history/rollback.js';
 import { fsck } from '../../src/repository/fsck.js';
 import { choosePrune, type KeepPolicy } from '../../src/repository/prune.js';
 import { gc } from '../../src/repository/gc.js';
+import { IoMode } from '../../src/core/io-mode.js';
 import { formatBytes, progressBar } from '../progress.js';
 
 export const session = randomBytes(8).toString('hex');
 const ctx = () => ({ clock: systemClock, host: hostname(), session });
 
+/**
+ * The CLI's repository: objects read and written with synchronous calls on a local file system
+ * (the CLI has no event loop to keep free, and import/export move tens of thousands of objects).
+ */
 export function openRepo(dir: string): Promise<Repository> {
-  return Repository.open(new PosixBackend(dir));
+  return Repository.open(new PosixBackend(dir, { syncIo: new IoMode({ sync: true, slowMs: Infinity, backoffMs: 0, now: () => performance.now() }) }));
 }
 
 function count(v: string): number {
@@ -66,6 +71,7 @@ export function registerRepoCommands(program: Command): void {
       const t0 = performance.now();
       const r = await importDirectory(repo, user, dir, {
         ...ctx(),
+        sync: true,
         message: o.message,
         onProgress: (p) => {
           if (!started) bar.start(p.totalBytes);
@@ -93,7 +99,7 @@ export function registerRepoCommands(program: Command): void {
       const { id, commit } = await commitOf(repo, user, o.at);
       const bar = progressBar('export', 'items');
       bar.start(0);
-      const p = await exportTree(repo, commit.root, dir, { onProgress: (x) => bar.update(x.files, x.files) }).finally(() => bar.stop());
+      const p = await exportTree(repo, commit.root, dir, { sync: true, onProgress: (x) => bar.update(x.files, x.files) }).finally(() => bar.stop());
       console.log(`${user}: exported ${shortId(id)} to ${path.resolve(dir)}: ${p.files} files, ${formatBytes(p.bytes)}`);
     });
 

@@ -96,9 +96,10 @@ export interface PosixBackendOptions {
    */
   eagerFanOut?: boolean;
   /**
-   * Only with `durable: false` (the local cache): write objects with synchronous calls when this
-   * says so (see IoMode): a snapshot stores one object per new small file, and a thread-pool
-   * round trip per call cost more than the write into the page cache.
+   * Read and write objects with synchronous calls when this says so (see IoMode), where no
+   * per-object fsync is needed (`durable: false`, or the 'barrier' sync mode of a local file
+   * system): a thread-pool round trip per call costs more than the call. The daemon's local
+   * cache (a snapshot stores one object per new small file) and the CLI's import and export.
    */
   syncIo?: IoMode;
 }
@@ -225,6 +226,10 @@ export class PosixBackend implements Backend {
 
   async getObject(id: ObjectId): Promise<Buffer> {
     try {
+      if (await this.syncNowOk()) {
+        const io = this.syncIo!;
+        return io.time(() => fs.readFileSync(this.objPath(id)));
+      }
       return await readStable(this.objPath(id));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new RoamfsError('MISSING_OBJECT', `missing object ${id}`);
@@ -246,9 +251,14 @@ export class PosixBackend implements Backend {
     return true;
   }
 
+  /** Whether objects are read and written with synchronous calls now (see `syncIo`). */
+  private async syncNowOk(): Promise<boolean> {
+    return this.syncIo !== null && this.syncIo.sync && (!this.durable || (await this.mode()) === 'barrier');
+  }
+
   async putObject(id: ObjectId, data: ObjectBytes): Promise<boolean> {
-    if (!this.durable && this.syncIo?.sync) {
-      const io = this.syncIo;
+    if (await this.syncNowOk()) {
+      const io = this.syncIo!;
       return io.time(() => this.putObjectSync(id, data));
     }
     const final = this.objPath(id);

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
 import * as path from 'node:path';
@@ -15,6 +16,12 @@ export interface ExportProgress {
 
 export interface ExportOptions {
   concurrency?: number;
+  /**
+   * Create and write the files with synchronous calls, one after the other (the CLI: no event
+   * loop to keep free; a thread-pool round trip per call costs more than the call). Chunks are
+   * read through the repository either way.
+   */
+  sync?: boolean;
   /** Restore uid/gid (default: when running as root). */
   preserveOwner?: boolean;
   onProgress?: (p: ExportProgress) => void;
@@ -36,9 +43,30 @@ export async function writeFileFromChunks(repo: Repository, entry: FileEntry, ab
   }
 }
 
-async function applyAttrs(abs: string, e: { mode: number; uid: number; gid: number; mtimeNs: bigint }, symlink: boolean, owner: boolean) {
-  if (owner) await fsp.lchown(abs, e.uid, e.gid);
-  if (!symlink) await fsp.chmod(abs, e.mode); // after chown: chown clears setuid bits
+/** The same with synchronous calls (ExportOptions.sync). */
+async function writeFileFromChunksSync(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void): Promise<void> {
+  const fd = fs.openSync(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
+  try {
+    let pos = 0;
+    for (const c of entry.chunks) {
+      const data = await repo.getChunk(c.id, c.size);
+      for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off, pos + off);
+      pos += data.length;
+      onBytes?.(data.length);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function applyAttrs(abs: string, e: { mode: number; uid: number; gid: number; mtimeNs: bigint }, symlink: boolean, owner: boolean, sync = false) {
+  if (sync) {
+    if (owner) fs.lchownSync(abs, e.uid, e.gid);
+    if (!symlink) fs.chmodSync(abs, e.mode);
+  } else {
+    if (owner) await fsp.lchown(abs, e.uid, e.gid);
+    if (!symlink) await fsp.chmod(abs, e.mode); // after chown: chown clears setuid bits
+  }
   lutimens(abs, e.mtimeNs, e.mtimeNs);
 }
 
@@ -80,9 +108,10 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
   }
   try {
     await makeDir(root.tree, dir);
-    await mapLimit(files, opts.concurrency ?? 16, async ({ abs, entry }) => {
-      await writeFileFromChunks(repo, entry, abs, (n) => (progress.bytes += n));
-      await applyAttrs(abs, entry, false, owner);
+    const sync = opts.sync ?? false;
+    await mapLimit(files, sync ? 1 : (opts.concurrency ?? 16), async ({ abs, entry }) => {
+      await (sync ? writeFileFromChunksSync : writeFileFromChunks)(repo, entry, abs, (n) => (progress.bytes += n));
+      await applyAttrs(abs, entry, false, owner, sync);
       progress.files++;
       opts.onProgress?.(progress);
     });

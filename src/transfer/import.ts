@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import * as path from 'node:path';
@@ -25,6 +26,11 @@ export interface ImportOptions {
   message?: string;
   /** Files stored in parallel. */
   concurrency?: number;
+  /**
+   * Read the files with synchronous calls, one after the other (the CLI: no event loop to keep
+   * free; a thread-pool round trip per call costs more than the call).
+   */
+  sync?: boolean;
   onProgress?: (p: ImportProgress) => void;
   /** Called for entries that are not part of a profile (sockets, FIFOs, devices). */
   onSkip?: (relPath: string, why: string) => void;
@@ -60,13 +66,16 @@ interface ScanNode {
 const BLOCK = 8 * 1024 * 1024;
 
 /** Walk `dir` with lstat, validating names; returns the root node and totals. */
-async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
+async function scan(dir: string, onSkip: (rel: string, why: string) => void, sync = false) {
   const totals = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
   const all: ScanNode[] = [];
+  const readdir = (p: string) => (sync ? fs.readdirSync(p, { encoding: 'buffer' }) : fsp.readdir(p, { encoding: 'buffer' }));
+  const lstat = (p: string) => (sync ? fs.lstatSync(p, { bigint: true }) : fsp.lstat(p, { bigint: true }));
+  const readlink = (p: string) => (sync ? fs.readlinkSync(p) : fsp.readlink(p));
   async function visit(node: ScanNode): Promise<void> {
     let raw: Buffer[];
     try {
-      raw = (await fsp.readdir(node.abs, { encoding: 'buffer' })) as Buffer[];
+      raw = (await readdir(node.abs)) as Buffer[];
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' && node.rel !== '') {
         node.vanished = true; // removed since its parent was listed: not part of this snapshot
@@ -86,7 +95,7 @@ async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
       const abs = path.join(node.abs, name);
       let st: BigIntStats;
       try {
-        st = await fsp.lstat(abs, { bigint: true });
+        st = await lstat(abs);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') continue; // vanished while we looked: not part of this snapshot
         throw ioError(`stat ${abs}`, err);
@@ -110,7 +119,7 @@ async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
       } else {
         totals.symlinks++;
         try {
-          k.target = await fsp.readlink(k.abs);
+          k.target = await readlink(k.abs);
         } catch (err) {
           if (errnoCode(err) === 'ENOENT') k.vanished = true;
           else throw ioError(`readlink ${k.abs}`, err);
@@ -132,10 +141,31 @@ async function scan(dir: string, onSkip: (rel: string, why: string) => void) {
 }
 
 /** Read a file block by block, cut it into chunks and store them. */
-async function storeFile(repo: Repository, node: ScanNode, onBytes: (n: number) => void): Promise<void> {
-  let h: fsp.FileHandle;
+/** The open source file: `read` at the current position, `close`. */
+interface Source {
+  read(buf: Buffer, offset: number, length: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function openSource(abs: string, sync: boolean): Promise<Source> {
+  if (sync) {
+    const fd = fs.openSync(abs, 'r');
+    return {
+      read: async (buf, offset, length) => fs.readSync(fd, buf, offset, length, null),
+      close: async () => fs.closeSync(fd),
+    };
+  }
+  const h = await fsp.open(abs, 'r');
+  return {
+    read: async (buf, offset, length) => (await h.read(buf, offset, length, null)).bytesRead,
+    close: () => h.close(),
+  };
+}
+
+async function storeFile(repo: Repository, node: ScanNode, onBytes: (n: number) => void, sync = false): Promise<void> {
+  let h: Source;
   try {
-    h = await fsp.open(node.abs, 'r');
+    h = await openSource(node.abs, sync);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') {
       node.vanished = true; // removed since the scan: not part of this snapshot
@@ -152,7 +182,7 @@ async function storeFile(repo: Repository, node: ScanNode, onBytes: (n: number) 
     let eof = false;
     while (!eof || have > 0) {
       while (!eof && have < buf.length) {
-        const { bytesRead } = await h.read(buf, have, buf.length - have, null);
+        const bytesRead = await h.read(buf, have, buf.length - have);
         if (bytesRead === 0) eof = true;
         have += bytesRead;
         if (!eof && have === buf.length && buf.length < BLOCK + repo.chunker.params.maxSize) {
@@ -213,16 +243,22 @@ async function storeTrees(repo: Repository, root: ScanNode): Promise<RootRef> {
 export async function importDirectory(repo: Repository, user: string, dir: string, opts: ImportOptions): Promise<ImportResult> {
   assertUserName(user);
   const onSkip = opts.onSkip ?? (() => {});
-  const { root, all, totals } = await scan(dir, onSkip);
+  const { root, all, totals } = await scan(dir, onSkip, opts.sync ?? false);
   const bytesBefore = repo.stats.bytesWritten;
   const progress: ImportProgress = { files: 0, bytes: 0, totalFiles: totals.files, totalBytes: totals.bytes };
   opts.onProgress?.(progress);
   // Big files first: they take longest, and small ones fill in around them.
   const files = all.filter((n) => n.kind === 'file').sort((a, b) => Number(b.st.size - a.st.size));
-  await mapLimit(files, opts.concurrency ?? 16, async (n) => {
-    await storeFile(repo, n, (b) => {
-      progress.bytes += b;
-    });
+  const sync = opts.sync ?? false;
+  await mapLimit(files, sync ? 1 : (opts.concurrency ?? 16), async (n) => {
+    await storeFile(
+      repo,
+      n,
+      (b) => {
+        progress.bytes += b;
+      },
+      sync,
+    );
     progress.files++;
     opts.onProgress?.(progress);
   });
