@@ -111,6 +111,20 @@ const BARRIER_FS_TYPES = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0
  * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
  * rename(2), exclusive link(2) and fsync, as the format spec describes.
  */
+/** writeParts with synchronous calls (one writev in the usual case). */
+function writePartsSync(fd: number, parts: readonly Uint8Array[]): void {
+  let rest = parts.filter((p) => p.length > 0);
+  let position = 0;
+  while (rest.length > 0) {
+    const n = fs.writevSync(fd, rest as NodeJS.ArrayBufferView[], position);
+    if (n <= 0) throw new Error('writev wrote nothing');
+    position += n;
+    let skip = n;
+    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+    if (skip > 0) rest[0] = rest[0]!.subarray(skip);
+  }
+}
+
 /** Write the parts one after the other from offset 0 (writev; a short write goes on where it stopped). */
 async function writeParts(h: fsp.FileHandle, parts: readonly Uint8Array[]): Promise<void> {
   let rest = parts.filter((p) => p.length > 0).map((p) => Buffer.from(p.buffer, p.byteOffset, p.length));
@@ -320,9 +334,7 @@ export class PosixBackend implements Backend {
     try {
       const fd = fs.openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, FILE_MODE);
       try {
-        for (const p of Array.isArray(data) ? data : [data as Uint8Array]) {
-          for (let off = 0; off < p.length; ) off += fs.writeSync(fd, p, off, p.length - off);
-        }
+        writePartsSync(fd, Array.isArray(data) ? data : [data as Uint8Array]);
       } finally {
         fs.closeSync(fd);
       }

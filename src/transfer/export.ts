@@ -89,18 +89,21 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
   }
   const files: Array<{ abs: string; entry: FileEntry }> = [];
   const dirs: Array<{ abs: string; entry: { mode: number; uid: number; gid: number; mtimeNs: bigint } }> = [];
+  const sync = opts.sync ?? false;
 
   async function makeDir(tree: ObjectId, abs: string): Promise<void> {
     const entries: TreeEntry[] = await repo.getTree(tree);
     for (const e of entries) {
       const child = path.join(abs, e.name);
       if (e.type === 'dir') {
-        await fsp.mkdir(child, { mode: 0o700 });
+        if (sync) fs.mkdirSync(child, { mode: 0o700 });
+        else await fsp.mkdir(child, { mode: 0o700 });
         await makeDir(e.tree, child);
         dirs.push({ abs: child, entry: e });
       } else if (e.type === 'symlink') {
-        await fsp.symlink(e.target, child);
-        await applyAttrs(child, e, true, owner);
+        if (sync) fs.symlinkSync(e.target, child);
+        else await fsp.symlink(e.target, child);
+        await applyAttrs(child, e, true, owner, sync);
       } else {
         files.push({ abs: child, entry: e });
       }
@@ -108,7 +111,6 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
   }
   try {
     await makeDir(root.tree, dir);
-    const sync = opts.sync ?? false;
     await mapLimit(files, sync ? 1 : (opts.concurrency ?? 16), async ({ abs, entry }) => {
       await (sync ? writeFileFromChunksSync : writeFileFromChunks)(repo, entry, abs, (n) => (progress.bytes += n));
       await applyAttrs(abs, entry, false, owner, sync);
@@ -116,8 +118,8 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
       opts.onProgress?.(progress);
     });
     // Post-order (children were pushed before parents), so each mtime is final.
-    for (const d of dirs) await applyAttrs(d.abs, d.entry, false, owner);
-    await applyAttrs(dir, root, false, owner);
+    for (const d of dirs) await applyAttrs(d.abs, d.entry, false, owner, sync);
+    await applyAttrs(dir, root, false, owner, sync);
   } catch (err) {
     if (err instanceof RoamfsError) throw err;
     throw ioError(`export to ${dir}`, err);
