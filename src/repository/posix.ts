@@ -107,10 +107,6 @@ export interface PosixBackendOptions {
 /** statfs(2) f_type of file systems whose syncfs(2) flushes everything to stable storage. */
 const BARRIER_FS_TYPES = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */, 0xf2f52010 /* f2fs */, 0x01021994 /* tmpfs */]);
 
-/**
- * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
- * rename(2), exclusive link(2) and fsync, as the format spec describes.
- */
 /** writeParts with synchronous calls (one writev in the usual case). */
 function writePartsSync(fd: number, parts: readonly Uint8Array[]): void {
   let rest = parts.filter((p) => p.length > 0);
@@ -139,6 +135,10 @@ async function writeParts(h: fsp.FileHandle, parts: readonly Uint8Array[]): Prom
   }
 }
 
+/**
+ * A repository in a POSIX directory: a local disk, a NAS mount, GlusterFS. Relies on atomic
+ * rename(2), exclusive link(2) and fsync, as the format spec describes.
+ */
 export class PosixBackend implements Backend {
   readonly location: string;
   private readonly durable: boolean;
