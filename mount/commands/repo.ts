@@ -15,7 +15,7 @@ import { rollback } from '../../src/history/rollback.js';
 import { fsck } from '../../src/repository/fsck.js';
 import { choosePrune, type KeepPolicy } from '../../src/repository/prune.js';
 import { gc } from '../../src/repository/gc.js';
-import { IoMode } from '../../src/core/io-mode.js';
+import { blockingIoMode } from '../../src/core/io-mode.js';
 import { formatBytes, progressBar } from '../progress.js';
 
 export const session = randomBytes(8).toString('hex');
@@ -26,7 +26,7 @@ const ctx = () => ({ clock: systemClock, host: hostname(), session });
  * (the CLI has no event loop to keep free, and import/export move tens of thousands of objects).
  */
 export function openRepo(dir: string): Promise<Repository> {
-  return Repository.open(new PosixBackend(dir, { syncIo: new IoMode({ sync: true, slowMs: Infinity, backoffMs: 0, now: () => performance.now() }) }));
+  return Repository.open(new PosixBackend(dir, { syncIo: blockingIoMode() }));
 }
 
 function count(v: string): number {

@@ -6,10 +6,9 @@
  * (a 4 KiB pwrite into the page cache takes 4-50 µs): the woken pool thread mostly runs instead
  * of the event loop, not beside it. Writes, reads and truncates of upper files, and writes into
  * the local object cache (local, nearly always in the page cache) therefore run synchronously
- * on the event loop. A
- * disk that stalls must not freeze every other operation of the mount, though: each
- * synchronous call is timed, and after one that took longer than `slowMs` the thread pool is
- * used for the next `backoffMs`.
+ * on the event loop. A disk that stalls must not freeze every other operation of the mount,
+ * though: each synchronous call is timed, and after one that took longer than `slowMs` the
+ * thread pool is used for the next `backoffMs`.
  */
 export class IoMode {
   private asyncUntil = -Infinity;
@@ -50,4 +49,9 @@ export const SLOW_BACKOFF_MS = 1000;
 /** An IoMode with the daemon's defaults (monotonic clock). */
 export function defaultIoMode(sync = true): IoMode {
   return new IoMode({ sync, slowMs: SLOW_SYNC_MS, backoffMs: SLOW_BACKOFF_MS, now: () => performance.now() });
+}
+
+/** Always synchronous, however long a call takes: for a command line tool, which has no event loop to keep free. */
+export function blockingIoMode(): IoMode {
+  return new IoMode({ sync: true, slowMs: Infinity, backoffMs: 0, now: () => performance.now() });
 }

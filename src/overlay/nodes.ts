@@ -94,8 +94,6 @@ export class FileNode extends NodeCommon {
   openCount = 0;
   /** Open handles that may write (a pick-up never replaces a file while one is open). */
   writers = 0;
-  /** Bumped for every new upper file of this node (names CACHE/upper/<ino>-<generation>). */
-  upperGeneration = 0;
 
   constructor(ino: number, name: string, attrs: NodeAttrs, base: TreeEntry | null, content: FileContent) {
     super(ino, name, attrs, base);

@@ -198,11 +198,9 @@ export class Snapshotter {
           entries.push(e);
           if (c.kind !== 'reuse') entryOf.set(c.node, e);
         }
-        treeOf.set(cd.node, await this.d.cache.repo.putTree(entries));
-        if (direct) {
-          const payload = encodeTree(entries);
-          if ((await direct.putObject(TYPE_TREE, payload)).written) bytesWritten += payload.length;
-        }
+        const payload = encodeTree(entries);
+        treeOf.set(cd.node, (await this.d.cache.repo.putObject(TYPE_TREE, payload)).id);
+        if (direct && (await direct.putObject(TYPE_TREE, payload)).written) bytesWritten += payload.length;
       }
       const rootCap = dirs[0];
       const root: RootRef = rootCap

@@ -27,35 +27,46 @@ export interface ExportOptions {
   onProgress?: (p: ExportProgress) => void;
 }
 
-/** Write a file's content from its chunks into `abs` (created exclusively). */
-export async function writeFileFromChunks(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void): Promise<void> {
-  const h = await fsp.open(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
-  try {
-    let pos = 0;
-    for (const c of entry.chunks) {
-      const data = await repo.getChunk(c.id, c.size);
-      await h.write(data, 0, data.length, pos);
-      pos += data.length;
-      onBytes?.(data.length);
-    }
-  } finally {
-    await h.close();
-  }
+/** The new file being written: `write` all of `data` at `position`, `close`. */
+interface Sink {
+  write(data: Buffer, position: number): Promise<void>;
+  close(): Promise<void>;
 }
 
-/** The same with synchronous calls (ExportOptions.sync). */
-async function writeFileFromChunksSync(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void): Promise<void> {
-  const fd = fs.openSync(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL, 0o600);
+/** Create `abs` exclusively, with synchronous calls or through the thread pool. */
+async function createSink(abs: string, sync: boolean): Promise<Sink> {
+  const flags = C.O_WRONLY | C.O_CREAT | C.O_EXCL;
+  if (sync) {
+    const fd = fs.openSync(abs, flags, 0o600);
+    return {
+      write: async (data, position) => {
+        for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off, position + off);
+      },
+      close: async () => fs.closeSync(fd),
+    };
+  }
+  const h = await fsp.open(abs, flags, 0o600);
+  return {
+    write: async (data, position) => {
+      for (let off = 0; off < data.length; ) off += (await h.write(data, off, data.length - off, position + off)).bytesWritten;
+    },
+    close: () => h.close(),
+  };
+}
+
+/** Write a file's content from its chunks into `abs` (created exclusively). */
+export async function writeFileFromChunks(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void, sync = false): Promise<void> {
+  const out = await createSink(abs, sync);
   try {
     let pos = 0;
     for (const c of entry.chunks) {
       const data = await repo.getChunk(c.id, c.size);
-      for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off, pos + off);
+      await out.write(data, pos);
       pos += data.length;
       onBytes?.(data.length);
     }
   } finally {
-    fs.closeSync(fd);
+    await out.close();
   }
 }
 
@@ -112,7 +123,7 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
   try {
     await makeDir(root.tree, dir);
     await mapLimit(files, sync ? 1 : (opts.concurrency ?? 16), async ({ abs, entry }) => {
-      await (sync ? writeFileFromChunksSync : writeFileFromChunks)(repo, entry, abs, (n) => (progress.bytes += n));
+      await writeFileFromChunks(repo, entry, abs, (n) => (progress.bytes += n), sync);
       await applyAttrs(abs, entry, false, owner, sync);
       progress.files++;
       opts.onProgress?.(progress);

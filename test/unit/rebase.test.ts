@@ -40,11 +40,17 @@ async function desktop(t: ExecutionContext, remote: Repository, clock: ManualClo
   };
 }
 
-test('a desktop that changed nothing shows exactly what the other committed, and stays clean', async (t) => {
+/** Alice's small profile in one repository, and two desktops on it (A may exclude paths). */
+async function twoDesktops(t: ExecutionContext, excludeA: string[] = []) {
   const clock = new ManualClock();
   const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
+  const a = await desktop(t, remote, clock, 'deskA', excludeA);
   const b = await desktop(t, remote, clock, 'deskB');
+  return { clock, remote, a, b };
+}
+
+test('a desktop that changed nothing shows exactly what the other committed, and stays clean', async (t) => {
+  const { clock, remote, a, b } = await twoDesktops(t);
   await a.read('/docs/a.txt'); // A has listed docs/ and read a file; lazy/ and docs/deep/ never listed
   clock.advance(60_000);
   await b.write('/notes.txt', 'notes v2 from B');
@@ -78,10 +84,7 @@ test('a desktop that changed nothing shows exactly what the other committed, and
 });
 
 test('paths this desktop changed since its last snapshot are kept; the next commit merges them with conflict copies', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, remote, a, b } = await twoDesktops(t);
   clock.advance(60_000);
   await b.write('/notes.txt', 'notes from B');
   await b.write('/docs/a.txt', 'a from B');
@@ -120,10 +123,7 @@ test('paths this desktop changed since its last snapshot are kept; the next comm
 });
 
 test('a file open on this desktop keeps its content for its handle when the other desktop replaces it', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, a, b } = await twoDesktops(t);
   const fh = await a.vfs.open('/notes.txt', C.O_RDONLY);
   clock.advance(60_000);
   await b.write('/notes.txt', 'a much longer replacement written on B');
@@ -137,10 +137,7 @@ test('a file open on this desktop keeps its content for its handle when the othe
 });
 
 test('a file open for writing here is not replaced by a pick-up: a write through that handle still reaches the repository (conflict copy)', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, remote, a, b } = await twoDesktops(t);
   const fh = await a.vfs.open('/notes.txt', C.O_RDWR);
   clock.advance(60_000);
   await b.write('/notes.txt', 'notes from B');
@@ -160,10 +157,7 @@ test('a file open for writing here is not replaced by a pick-up: a write through
 });
 
 test('a file kept because it was open for writing takes the commit\'s version at the next pick-up after it is closed, with no new commit', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, remote, a, b } = await twoDesktops(t);
   const fh = await a.vfs.open('/notes.txt', C.O_WRONLY);
   clock.advance(60_000);
   await b.write('/notes.txt', 'notes from B');
@@ -182,10 +176,7 @@ test('a file kept because it was open for writing takes the commit\'s version at
 });
 
 test('excluded paths: the committed entries hidden there follow the repository; local content stays', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA', ['.cache/**']);
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, remote, a, b } = await twoDesktops(t, ['.cache/**']);
   await a.write('/.cache/local-only', 'A cache');
   clock.advance(60_000);
   await b.write('/.cache/junk', 'junk v2 (B excludes nothing)');
@@ -204,10 +195,7 @@ test('excluded paths: the committed entries hidden there follow the repository; 
 });
 
 test('nothing is picked up while snapshots are pending: they merge first', async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { clock, remote, a, b } = await twoDesktops(t);
   await a.write('/mine.txt', 'mine');
   await a.snap.snapshotOnce();
   await b.write('/notes.txt', 'from B');
@@ -223,10 +211,7 @@ test('nothing is picked up while snapshots are pending: they merge first', async
 export type { Desktop };
 
 test("a file of this desktop that the other desktop replaced is freed (its upper content) once its last handle is closed", async (t) => {
-  const clock = new ManualClock();
-  const remote = await repoWithProfile(clock);
-  const a = await desktop(t, remote, clock, 'deskA');
-  const b = await desktop(t, remote, clock, 'deskB');
+  const { a, b } = await twoDesktops(t);
   await a.write('/notes.txt', 'written on A');
   await a.write('/todo.txt', 'written on A too');
   await a.sync();
