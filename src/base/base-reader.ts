@@ -3,8 +3,8 @@ import type { ChunkMap } from './chunk-map.js';
 import { FdCache } from './fd-cache.js';
 
 /**
- * Reads committed file content straight from the cached chunk files (at offset + 1, past the
- * type byte). A read waits only for the chunks it covers; then, if read-ahead is on, the rest
+ * Reads committed file content straight from the local store: cached chunk files and packs (at
+ * the stored bytes' offset + 1, past the type byte). A read waits only for the chunks it covers; then, if read-ahead is on, the rest
  * of the file is fetched in the background, sequentially from the end of the read onwards and
  * then from the start, one chunk at a time per file.
  */
@@ -37,10 +37,11 @@ export class BaseReader {
         done += take;
         continue;
       }
-      await this.fds.use(this.loader.chunkPath(c.id), async (h) => {
+      const at = this.loader.chunkLocation(c.id);
+      await this.fds.use(at.path, async (h) => {
         let got = 0;
         while (got < take) {
-          const { bytesRead } = await h.read(buf, offset + done + got, take - got, 1 + inChunk + got);
+          const { bytesRead } = await h.read(buf, offset + done + got, take - got, at.offset + 1 + inChunk + got);
           if (bytesRead === 0) throw new Error(`cached chunk ${c.id} is shorter than ${c.size} bytes`);
           got += bytesRead;
         }

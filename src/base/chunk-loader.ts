@@ -56,9 +56,9 @@ export class ChunkLoader {
     this.backgroundSlots = new Semaphore(opts.backgroundConcurrency ?? 4);
   }
 
-  /** Path of the cached chunk file; content starts at byte 1. Valid once ensureChunk resolved. */
-  chunkPath(id: ObjectId): string {
-    return this.cache.objectPath(id);
+  /** Where the cached chunk's stored bytes are (a pack or its own file); content starts at offset + 1. Valid once ensureChunk resolved. */
+  chunkLocation(id: ObjectId): { path: string; offset: number } {
+    return this.cache.locate(id);
   }
 
   /**

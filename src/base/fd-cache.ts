@@ -8,9 +8,10 @@ interface Slot {
 }
 
 /**
- * A small LRU of read-only file handles on immutable files (cached chunks), so that a stream
- * of small reads from one big file does not open and close a chunk file per read.
- * Chunk files never change under their name, so a cached handle can never read stale data.
+ * A small LRU of read-only file handles on immutable files (cached chunks) and append-only
+ * ones (packs), so that a stream of small reads from one big file does not open and close a
+ * chunk file per read. Neither changes a byte once written, so a cached handle can never read
+ * stale data.
  */
 export class FdCache {
   /** Map iteration order is the LRU order: the first key is the least recently used. */

@@ -185,13 +185,14 @@ export class OverlayVfs implements Vfs {
 
   /**
    * Unmount: release handles the kernel did not release (after the FUSE session ended), wait for
-   * background fetches and removals, close cached file handles and idle upper files. The
+   * background fetches and removals, close cached file handles, the local store's packs and idle upper files. The
    * overlay's state stays in memory (an upper file is reopened when a snapshot reads it).
    */
   async close(): Promise<void> {
     for (const fh of [...this.handles.keys()]) await this.release(fh).catch(() => {});
     await this.loader.idle();
     await this.reader.fds.closeAll();
+    this.loader.cache.close();
     await this.content.close();
   }
 

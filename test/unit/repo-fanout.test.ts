@@ -7,6 +7,7 @@ import test from 'ava';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { sha256 } from '../../src/core/hash.js';
+import { PACK_MAX_OBJECT } from '../../src/base/packs.js';
 import { LocalCache } from '../../src/base/local-cache.js';
 import { PosixBackend } from '../../src/repository/posix.js';
 import { Repository } from '../../src/repository/repository.js';
@@ -69,13 +70,18 @@ test('the local cache starts without fan-out directories and stores, verifies an
   const cacheDir = await tempDir(t, 'roamfs-fanout-cache');
   const cache = await LocalCache.open(cacheDir);
   t.deepEqual(await fans(cache.dir), []);
-  const payload = Buffer.from('chunk payload');
+  // Big enough not to go into a pack (src/base/packs.ts): an object file of its own.
+  const payload = Buffer.alloc(PACK_MAX_OBJECT, 'chunk payload ');
   const id = sha256(Buffer.of(TYPE_CHUNK), payload);
+  const small = Buffer.from('small chunk payload');
+  const smallId = sha256(Buffer.of(TYPE_CHUNK), small);
   t.false(await cache.has(id));
   await cache.putVerified(id, TYPE_CHUNK, payload);
-  t.deepEqual(await fans(cache.dir), [id.slice(0, 2)]);
+  await cache.putVerified(smallId, TYPE_CHUNK, small);
+  t.deepEqual(await fans(cache.dir), [id.slice(0, 2)], 'only the file object made a fan-out directory');
   await cache.sync();
   const again = await LocalCache.open(cacheDir);
   t.true(await again.has(id, payload.length));
   t.deepEqual(await again.get(id, TYPE_CHUNK), payload);
+  t.deepEqual(await again.get(smallId, TYPE_CHUNK), small);
 });

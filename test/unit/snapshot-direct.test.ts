@@ -18,6 +18,7 @@ import type { Backend } from '../../src/repository/backend.js';
 import type { MemoryBackend } from '../../src/repository/memory.js';
 import { TYPE_CHUNK } from '../../src/repository/objects.js';
 import { gc } from '../../src/repository/gc.js';
+import { LocalCache } from '../../src/base/local-cache.js';
 import { contentsOf, headModel, readText, smallProfileRepo, writeText } from '../helpers/small-profile.js';
 
 async function world(t: import('ava').ExecutionContext) {
@@ -56,17 +57,14 @@ async function world(t: import('ava').ExecutionContext) {
     return p;
   };
   const mem = remote.backend as MemoryBackend;
-  /** Chunk objects in the local store (their first byte is the chunk type). */
+  /** Chunk objects in the local store, packed or in files (their first byte is the chunk type). */
   const localChunks = async () => {
-    const objects = path.join(dir, 'cache', 'objects-repo', 'objects');
+    const cache = await LocalCache.open(path.join(dir, 'cache'));
     let n = 0;
-    for (const rel of await fsp.readdir(objects, { recursive: true })) {
-      if (!/[0-9a-f]{64}$/.test(String(rel))) continue;
-      const h = await fsp.open(path.join(objects, String(rel)));
-      const b = Buffer.alloc(1);
-      await h.read(b, 0, 1, 0);
-      await h.close();
-      if (b[0] === TYPE_CHUNK) n++;
+    try {
+      for await (const o of cache.repo.backend.listObjects()) if ((await cache.repo.backend.getObject(o.id))[0] === TYPE_CHUNK) n++;
+    } finally {
+      cache.close();
     }
     return n;
   };

@@ -1,0 +1,334 @@
+import * as fs from 'node:fs';
+import { constants as C } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { errnoCode, ioError } from '../core/errors.js';
+import { idFromBytes, idToBytes, type ObjectId } from '../core/hash.js';
+import type { IoMode } from '../core/io-mode.js';
+
+/**
+ * Small objects of the desktop's local object store, appended to pack files instead of one
+ * file each.
+ *
+ * A snapshot stores one object per new small file (and one per changed directory). As files,
+ * each costs a create, a link and an unlink (~250-500 µs of kernel time on the machines of
+ * docs/benchmarks.md, as much as the user's own create of the file): a snapshot of 10,000 new
+ * small files held the event loop for seconds. Appended to a pack, an object is one pwritev.
+ *
+ * Layout, in the local store's `packs/` directory (never in a shared repository):
+ * - `<process>-<n>.pack`: the 8-byte magic "RFSPACK1", then records back to back:
+ *   "RPK1" | stored size (u32 BE) | object id (32 bytes) | stored bytes (type byte first).
+ *   Only the process that created a pack appends to it; a pack is never rewritten.
+ * - `<process>-<n>.idx`: 40-byte entries — id (32) | record offset (u32 BE) | stored size
+ *   (u32 BE) — appended before each durability barrier and when the pack is left. It only
+ *   saves reading the pack at the next open: records past the last indexed one are found by
+ *   reading the pack from there until the first record that does not parse (a crash's torn tail).
+ *
+ * Durability is the owner's (LocalCache.sync: `flushIndex`, then one syncfs). After a crash a
+ * pack may end in a torn record, or (with delayed allocation) hold zeros or garbage where the
+ * last unsynced records were; nothing here trusts the bytes: every object is verified against
+ * its id when it is first used (LocalCache), and a bad one is forgotten (`forget`).
+ *
+ * Appends never overlap: the offset is reserved synchronously, and a failed append retires its
+ * pack (later appends start a new one), so a garbage region can only be a pack's last record.
+ */
+
+/** Objects whose stored size (type byte included) is at most this go into packs. */
+export const PACK_MAX_OBJECT = 64 * 1024 + 1;
+/** A pack that reached this size is left for a new one. */
+export const PACK_TARGET_SIZE = 64 * 1024 * 1024;
+
+const FILE_MAGIC = Buffer.from('RFSPACK1');
+const RECORD_MAGIC = 0x52504b31; // "RPK1"
+const HEADER = 40; // magic 4 + size 4 + id 32
+const IDX_ENTRY = 40; // id 32 + offset 4 + size 4
+const FILE_MODE = 0o600;
+
+const readAsync = promisify(fs.read);
+const writevAsync = promisify(fs.writev);
+
+interface Pack {
+  name: string;
+  /** Path of the pack file. */
+  path: string;
+  /** Bytes reserved so far (the end of the last record appended or found). */
+  size: number;
+  /** Read (and, for the pack this process appends to, write) descriptor, opened on demand. */
+  fd: number | null;
+  /** Index entries not yet appended to the .idx file. */
+  unindexed: Buffer[];
+}
+
+/** Where an object's stored bytes are: `offset` is the type byte's position in `path`. */
+export interface PackLocation {
+  path: string;
+  offset: number;
+  size: number;
+}
+
+interface Entry {
+  pack: Pack;
+  /** Offset of the stored bytes (after the record header). */
+  offset: number;
+  size: number;
+}
+
+export class PackStore {
+  private readonly index = new Map<ObjectId, Entry>();
+  private readonly packs: Pack[] = [];
+  /** The pack this process appends to; null until the first append (and after it was left). */
+  private current: Pack | null = null;
+  private readonly prefix = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  private seq = 0;
+
+  private constructor(
+    readonly dir: string,
+    private readonly io: IoMode,
+  ) {}
+
+  /** Open the packs in `dir` (created if missing): load their indexes, read their unindexed tails. */
+  static open(dir: string, io: IoMode): PackStore {
+    const s = new PackStore(dir, io);
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.pack')).sort()) s.load(name.slice(0, -'.pack'.length));
+    } catch (err) {
+      throw ioError(`open object packs in ${dir}`, err);
+    }
+    return s;
+  }
+
+  get objects(): number {
+    return this.index.size;
+  }
+
+  has(id: ObjectId): boolean {
+    return this.index.has(id);
+  }
+
+  locate(id: ObjectId): PackLocation | undefined {
+    const e = this.index.get(id);
+    return e && { path: e.pack.path, offset: e.offset, size: e.size };
+  }
+
+  /** Every packed object: id and stored size. */
+  *list(): Iterable<{ id: ObjectId; size: number }> {
+    for (const [id, e] of this.index) yield { id, size: e.size };
+  }
+
+  /** The stored bytes of a packed object (unverified), or null when it is not in a pack. */
+  async read(id: ObjectId): Promise<Buffer | null> {
+    const e = this.index.get(id);
+    if (!e) return null;
+    const buf = Buffer.allocUnsafe(e.size);
+    try {
+      const fd = this.fdOf(e.pack);
+      let got = 0;
+      while (got < e.size) {
+        const n = this.io.sync
+          ? this.io.time(() => fs.readSync(fd, buf, got, e.size - got, e.offset + got))
+          : await readAsync(fd, buf, got, e.size - got, e.offset + got).then((r) => r.bytesRead);
+        if (n === 0) break;
+        got += n;
+      }
+      // A pack cut short (a crash): the caller's verification fails on the zeros, as on garbage.
+      if (got < e.size) buf.fill(0, got);
+    } catch (err) {
+      throw ioError(`read object ${id} from ${e.pack.path}`, err);
+    }
+    return buf;
+  }
+
+  /** Append an object (its stored bytes in parts); a no-op when it is already packed. */
+  async append(id: ObjectId, parts: readonly Uint8Array[]): Promise<void> {
+    if (this.index.has(id)) return;
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    if (size > PACK_MAX_OBJECT || size === 0) throw new Error(`object ${id} of ${size} bytes does not go into a pack`);
+    const pack = this.writable();
+    const at = pack.size;
+    pack.size += HEADER + size;
+    if (pack.size >= PACK_TARGET_SIZE) this.leave(pack);
+    const head = Buffer.allocUnsafe(HEADER);
+    head.writeUInt32BE(RECORD_MAGIC, 0);
+    head.writeUInt32BE(size, 4);
+    idToBytes(id).copy(head, 8);
+    const bufs = [head, ...parts.filter((p) => p.length > 0)] as NodeJS.ArrayBufferView[];
+    try {
+      const fd = this.fdOf(pack);
+      if (this.io.sync) this.io.time(() => writeAllSync(fd, bufs, at));
+      else await writeAll(fd, bufs, at);
+    } catch (err) {
+      // The reserved region may hold part of the record: nothing may follow it in this pack.
+      if (this.current === pack) this.leave(pack);
+      throw ioError(`store object ${id} in ${pack.path}`, err);
+    }
+    if (this.index.has(id)) return; // appended twice concurrently: the first copy wins
+    this.index.set(id, { pack, offset: at + HEADER, size });
+    pack.unindexed.push(idxEntry(id, at, size));
+  }
+
+  /** Forget a packed object (found damaged): it is absent from now on; its bytes stay where they are. */
+  forget(id: ObjectId): void {
+    this.index.delete(id);
+  }
+
+  /**
+   * Append the index entries of everything appended so far to the packs' .idx files (the owner
+   * does this before its durability barrier, so that the next open rarely reads a pack).
+   */
+  flushIndex(): void {
+    for (const p of this.packs) this.writeIndex(p);
+  }
+
+  /** Write the pending index entries and close every descriptor (the store stays usable: they reopen on demand). */
+  close(): void {
+    this.flushIndex();
+    this.current = null;
+    for (const p of this.packs) {
+      if (p.fd !== null) fs.closeSync(p.fd);
+      p.fd = null;
+    }
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private writable(): Pack {
+    if (this.current) return this.current;
+    const name = `${this.prefix}-${(++this.seq).toString(36)}`;
+    const p: Pack = { name, path: path.join(this.dir, `${name}.pack`), size: FILE_MAGIC.length, fd: null, unindexed: [] };
+    try {
+      p.fd = fs.openSync(p.path, C.O_RDWR | C.O_CREAT | C.O_EXCL, FILE_MODE);
+      writeAllSync(p.fd, [FILE_MAGIC], 0);
+    } catch (err) {
+      if (p.fd !== null) fs.closeSync(p.fd);
+      throw ioError(`create object pack ${p.path}`, err);
+    }
+    this.packs.push(p);
+    this.current = p;
+    return p;
+  }
+
+  /** Stop appending to `pack` (full, or a failed append); its index entries are written at the next flush. */
+  private leave(pack: Pack): void {
+    if (this.current === pack) this.current = null;
+  }
+
+  private fdOf(p: Pack): number {
+    p.fd ??= fs.openSync(p.path, p === this.current ? C.O_RDWR : C.O_RDONLY);
+    return p.fd;
+  }
+
+  private writeIndex(p: Pack): void {
+    if (p.unindexed.length === 0) return;
+    const data = Buffer.concat(p.unindexed);
+    p.unindexed = [];
+    try {
+      fs.appendFileSync(path.join(this.dir, `${p.name}.idx`), data, { mode: FILE_MODE });
+    } catch {
+      // Only an accelerator: the next open reads the pack instead.
+    }
+  }
+
+  /** Load one pack of an earlier process: its index, then the records past the last indexed one. */
+  private load(name: string): void {
+    const file = path.join(this.dir, `${name}.pack`);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, C.O_RDONLY);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return;
+      throw err;
+    }
+    try {
+      const fileSize = fs.fstatSync(fd).size;
+      const magic = Buffer.alloc(FILE_MAGIC.length);
+      if (fileSize < FILE_MAGIC.length || fs.readSync(fd, magic, 0, magic.length, 0) < magic.length || !magic.equals(FILE_MAGIC)) return; // not a pack (or empty: created, then a crash)
+      const pack: Pack = { name, path: file, size: FILE_MAGIC.length, fd: null, unindexed: [] };
+      let indexed = FILE_MAGIC.length;
+      let idx: Buffer | null = null;
+      try {
+        idx = fs.readFileSync(path.join(this.dir, `${name}.idx`));
+      } catch {
+        // none yet: read the whole pack
+      }
+      for (let i = 0; idx && i + IDX_ENTRY <= idx.length; i += IDX_ENTRY) {
+        const at = idx.readUInt32BE(i + 32);
+        const size = idx.readUInt32BE(i + 36);
+        // An entry that cannot be a record of this pack (zeros after a crash) is skipped.
+        if (size === 0 || size > PACK_MAX_OBJECT || at < FILE_MAGIC.length || at + HEADER + size > fileSize) continue;
+        this.add(idFromBytes(idx.subarray(i, i + 32)), pack, at, size);
+        indexed = Math.max(indexed, at + HEADER + size);
+      }
+      pack.size = indexed;
+      const found = this.scan(fd, pack, indexed, fileSize);
+      if (found.length > 0) {
+        pack.unindexed = found;
+        this.writeIndex(pack);
+      }
+      this.packs.push(pack);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Read records from `from` until the first one that does not parse; returns their index entries. */
+  private scan(fd: number, pack: Pack, from: number, fileSize: number): Buffer[] {
+    const found: Buffer[] = [];
+    const head = Buffer.allocUnsafe(HEADER);
+    let at = from;
+    while (at + HEADER <= fileSize) {
+      if (fs.readSync(fd, head, 0, HEADER, at) < HEADER) break;
+      const size = head.readUInt32BE(4);
+      if (head.readUInt32BE(0) !== RECORD_MAGIC || size === 0 || size > PACK_MAX_OBJECT || at + HEADER + size > fileSize) break;
+      const id = idFromBytes(head.subarray(8));
+      this.add(id, pack, at, size);
+      found.push(idxEntry(id, at, size));
+      at += HEADER + size;
+    }
+    pack.size = Math.max(pack.size, at);
+    return found;
+  }
+
+  private add(id: ObjectId, pack: Pack, at: number, size: number): void {
+    if (!this.index.has(id)) this.index.set(id, { pack, offset: at + HEADER, size });
+  }
+}
+
+function idxEntry(id: ObjectId, at: number, size: number): Buffer {
+  const b = Buffer.allocUnsafe(IDX_ENTRY);
+  idToBytes(id).copy(b, 0);
+  b.writeUInt32BE(at, 32);
+  b.writeUInt32BE(size, 36);
+  return b;
+}
+
+function advance(bufs: NodeJS.ArrayBufferView[], n: number): NodeJS.ArrayBufferView[] {
+  const rest = [...bufs];
+  while (rest.length > 0 && n >= rest[0]!.byteLength) n -= rest.shift()!.byteLength;
+  if (n > 0 && rest.length > 0) {
+    const b = rest[0]!;
+    rest[0] = new Uint8Array(b.buffer, b.byteOffset + n, b.byteLength - n);
+  }
+  return rest;
+}
+
+function writeAllSync(fd: number, bufs: NodeJS.ArrayBufferView[], position: number): void {
+  let rest = bufs;
+  while (rest.length > 0) {
+    const n = fs.writevSync(fd, rest, position);
+    if (n <= 0) throw new Error('writev wrote nothing');
+    position += n;
+    rest = advance(rest, n);
+  }
+}
+
+async function writeAll(fd: number, bufs: NodeJS.ArrayBufferView[], position: number): Promise<void> {
+  let rest = bufs;
+  while (rest.length > 0) {
+    const { bytesWritten: n } = await writevAsync(fd, rest, position);
+    if (n <= 0) throw new Error('writev wrote nothing');
+    position += n;
+    rest = advance(rest, n);
+  }
+}
