@@ -99,13 +99,15 @@ export class UpperFile {
   }
 
   /**
-   * The whole content (`size` bytes, zeros past the end of a shorter file on disk) in a new
-   * buffer, read synchronously (see IoMode); null when synchronous I/O is off for now: read()
-   * then. For readers that want a small file at once (the snapshot).
+   * The whole content (`size` bytes, zeros past the end of a shorter file on disk), read
+   * synchronously (see IoMode); null when synchronous I/O is off for now: read() then. For
+   * readers that want a small file at once (the snapshot). A file in memory is not copied: the
+   * result is a view of its buffer, valid only while the caller holds the node's gate
+   * exclusively (no write can change or move it meanwhile).
    */
   readAllSync(): Buffer | null {
     const m = this.memBuf;
-    if (m) return Buffer.from(m.subarray(0, this.size));
+    if (m) return m.subarray(0, this.size);
     if (!this.store.io.sync) return null;
     return this.store.io.time(() => {
       const out = Buffer.alloc(this.size);

@@ -303,7 +303,7 @@ export class Snapshotter {
     // Chunks are stored from subarrays of the read buffer while the next reads go on: every
     // round reads into a new buffer (the unfinished tail is copied over), never over stored data.
     // A file that fits in one buffer (nearly every file) is read at once, without a thread-pool
-    // round trip per open, read and close.
+    // round trip per open, read and close (a file in memory is not even copied: we hold its gate).
     const whole = size > 0 && size <= bufSize ? file.readAllSync() : null;
     let buf = whole ?? Buffer.allocUnsafe(bufSize);
     let have = whole ? size : 0;
@@ -330,6 +330,7 @@ export class Snapshotter {
         await put(data, ref);
         off += len;
       }
+      if (eof) break;
       const next = Buffer.allocUnsafe(bufSize);
       buf.copy(next, 0, off, have);
       buf = next;
