@@ -314,12 +314,22 @@ export class PosixBackend implements Backend {
   /** putObject with synchronous calls, for a non-durable store (the same steps, no fsync). */
   private putObjectSync(id: ObjectId, data: ObjectBytes): boolean {
     const final = this.objPath(id);
-    const now = new Date();
+    // A stat that does not throw first: a failing utimesSync costs ~15 µs (Node builds an
+    // exception), a stat ~4 µs, and most objects written are new.
+    let exists: boolean;
     try {
-      fs.utimesSync(final, now, now);
-      return false; // exists: touched
+      exists = fs.statSync(final, { throwIfNoEntry: false }) !== undefined;
     } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err);
+      throw ioError(`stat object ${id}`, err);
+    }
+    if (exists) {
+      const now = new Date();
+      try {
+        fs.utimesSync(final, now, now);
+        return false; // exists: touched
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err); // else: removed meanwhile (gc): write it
+      }
     }
     const tmp = this.tmpName();
     const link = (): boolean => {
