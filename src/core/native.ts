@@ -4,6 +4,8 @@ import * as path from 'node:path';
 
 interface NativeAddon {
   lutimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /** Missing in an addon built before it existed (see futimens). */
+  futimens?(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   syncfs(fd: number): void;
   /** Missing in an addon built before it existed (see syncfsAsync). */
   syncfsAsync?(fd: number): Promise<void>;
@@ -46,6 +48,18 @@ export function lutimens(p: string, atime: bigint | 'now' | 'omit', mtime: bigin
   const [as, an] = split(atime);
   const [ms, mn] = split(mtime);
   addon.lutimens(p, as, an, ms, mn);
+}
+
+/**
+ * Set atime/mtime of an open file with nanosecond precision. False (nothing done) when the
+ * addon was built before this function existed: the caller then uses lutimens.
+ */
+export function futimens(fd: number, atime: bigint | 'now' | 'omit', mtime: bigint | 'now' | 'omit'): boolean {
+  if (!addon.futimens) return false;
+  const [as, an] = split(atime);
+  const [ms, mn] = split(mtime);
+  addon.futimens(fd, as, an, ms, mn);
+  return true;
 }
 
 /** syncfs(2) on the file system holding the open fd. */

@@ -2,6 +2,8 @@
 //   lutimens(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec): utimensat(2) with nanosecond
 //     precision and AT_SYMLINK_NOFOLLOW (Node's utimes goes through a double and loses ~240 ns);
 //     a nanosecond value of -1 means UTIME_OMIT, -2 UTIME_NOW.
+//   futimens(fd, atimeSec, atimeNsec, mtimeSec, mtimeNsec): the same on an open file (no path
+//     lookup), for export, which sets the times of each file it writes before closing it.
 //   syncfs(fd): flush the whole file system holding fd (one barrier for many objects).
 //   syncfsAsync(fd) -> Promise: the same on the libuv thread pool. syncfs writes back every
 //     dirty page of the file system (other files' too), which can take seconds: a daemon must
@@ -64,6 +66,21 @@ static napi_value lutimens(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value do_futimens(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc != 5 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "futimens(fd, as, ans, ms, mns)"); return NULL; }
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) { napi_throw_type_error(env, NULL, "times must be numbers"); return NULL; }
+  }
+  struct timespec ts[2] = { { (time_t)v[0], nsec_arg(v[1]) }, { (time_t)v[2], nsec_arg(v[3]) } };
+  if (futimens(fd, ts) != 0) return throw_errno(env, errno, "futimens");
+  return NULL;
+}
+
 static napi_value do_syncfs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -120,10 +137,11 @@ static napi_value do_syncfs_async(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "lutimens", NULL, lutimens, NULL, NULL, NULL, napi_default, NULL },
+    { "futimens", NULL, do_futimens, NULL, NULL, NULL, napi_default, NULL },
     { "syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL },
     { "syncfsAsync", NULL, do_syncfs_async, NULL, NULL, NULL, napi_default, NULL },
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }
 

@@ -4,7 +4,7 @@ import { constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { RoamfsError, ioError } from '../core/errors.js';
 import { mapLimit } from '../core/async.js';
-import { lutimens } from '../core/native.js';
+import { futimens, lutimens } from '../core/native.js';
 import type { ObjectId } from '../core/hash.js';
 import type { FileEntry, RootRef, TreeEntry } from '../repository/objects.js';
 import type { Repository } from '../repository/repository.js';
@@ -27,9 +27,16 @@ export interface ExportOptions {
   onProgress?: (p: ExportProgress) => void;
 }
 
+type Attrs = { mode: number; uid: number; gid: number; mtimeNs: bigint };
+
 /** The new file being written: `write` all of `data` at `position`, `close`. */
 interface Sink {
   write(data: Buffer, position: number): Promise<void>;
+  /**
+   * Give the file its attributes through the open descriptor (no path lookups): true when done,
+   * false when the caller must use applyAttrs (the thread-pool sink, or an old native addon).
+   */
+  setAttrs(e: Attrs, owner: boolean): boolean;
   close(): Promise<void>;
 }
 
@@ -42,6 +49,12 @@ async function createSink(abs: string, sync: boolean): Promise<Sink> {
       write: async (data, position) => {
         for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off, position + off);
       },
+      setAttrs: (e, owner) => {
+        if (owner) fs.fchownSync(fd, e.uid, e.gid);
+        fs.fchmodSync(fd, e.mode); // after chown: chown clears setuid bits
+        if (!futimens(fd, e.mtimeNs, e.mtimeNs)) lutimens(abs, e.mtimeNs, e.mtimeNs);
+        return true;
+      },
       close: async () => fs.closeSync(fd),
     };
   }
@@ -50,13 +63,15 @@ async function createSink(abs: string, sync: boolean): Promise<Sink> {
     write: async (data, position) => {
       for (let off = 0; off < data.length; ) off += (await h.write(data, off, data.length - off, position + off)).bytesWritten;
     },
+    setAttrs: () => false,
     close: () => h.close(),
   };
 }
 
-/** Write a file's content from its chunks into `abs` (created exclusively). */
-export async function writeFileFromChunks(repo: Repository, entry: FileEntry, abs: string, onBytes?: (n: number) => void, sync = false): Promise<void> {
+/** Write a file's content from its chunks into `abs` (created exclusively), then its attributes. */
+export async function writeFileFromChunks(repo: Repository, entry: FileEntry, abs: string, owner: boolean, onBytes?: (n: number) => void, sync = false): Promise<void> {
   const out = await createSink(abs, sync);
+  let attrsSet = false;
   try {
     let pos = 0;
     for (const c of entry.chunks) {
@@ -65,12 +80,14 @@ export async function writeFileFromChunks(repo: Repository, entry: FileEntry, ab
       pos += data.length;
       onBytes?.(data.length);
     }
+    attrsSet = out.setAttrs(entry, owner);
   } finally {
     await out.close();
   }
+  if (!attrsSet) await applyAttrs(abs, entry, false, owner, sync);
 }
 
-async function applyAttrs(abs: string, e: { mode: number; uid: number; gid: number; mtimeNs: bigint }, symlink: boolean, owner: boolean, sync = false) {
+async function applyAttrs(abs: string, e: Attrs, symlink: boolean, owner: boolean, sync = false) {
   if (sync) {
     if (owner) fs.lchownSync(abs, e.uid, e.gid);
     if (!symlink) fs.chmodSync(abs, e.mode);
@@ -99,7 +116,7 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
     throw ioError(`prepare ${dir}`, err);
   }
   const files: Array<{ abs: string; entry: FileEntry }> = [];
-  const dirs: Array<{ abs: string; entry: { mode: number; uid: number; gid: number; mtimeNs: bigint } }> = [];
+  const dirs: Array<{ abs: string; entry: Attrs }> = [];
   const sync = opts.sync ?? false;
 
   async function makeDir(tree: ObjectId, abs: string): Promise<void> {
@@ -123,8 +140,7 @@ export async function exportTree(repo: Repository, root: RootRef, dir: string, o
   try {
     await makeDir(root.tree, dir);
     await mapLimit(files, sync ? 1 : (opts.concurrency ?? 16), async ({ abs, entry }) => {
-      await writeFileFromChunks(repo, entry, abs, (n) => (progress.bytes += n), sync);
-      await applyAttrs(abs, entry, false, owner, sync);
+      await writeFileFromChunks(repo, entry, abs, owner, (n) => (progress.bytes += n), sync);
       progress.files++;
       opts.onProgress?.(progress);
     });
