@@ -9,6 +9,7 @@ import { RoamfsError, errnoCode } from '../src/core/errors.js';
 import { systemClock } from '../src/core/clock.js';
 import { errorFields, type Logger } from '../src/core/log.js';
 import { PosixBackend } from '../src/repository/posix.js';
+import { defaultIoMode } from '../src/core/io-mode.js';
 import { Repository } from '../src/repository/repository.js';
 import { Profile, type ProfileConfig } from '../src/profile.js';
 import { monotonicClock } from '../src/repository/lease.js';
@@ -131,7 +132,9 @@ export async function startDaemon(a: DaemonArgs, ready: (err: Error | null) => v
     lock = await lockCache(a.cache);
     const plog = makeLogger(a);
     log = plog as unknown as Logger;
-    const remote = await Repository.open(new PosixBackend(a.repo));
+    // Synchronous object I/O only where the backend allows it (a local file system in barrier
+    // mode, never NFS or GlusterFS), and with IoMode's back-off when a call is slow.
+    const remote = await Repository.open(new PosixBackend(a.repo, { syncIo: defaultIoMode() }));
     const session = randomBytes(8).toString('hex');
     let statusOf: (() => ReturnType<Profile['status']>) | null = null;
     const m = new DaemonMetrics({ user: a.user, mountpoint: a.mountpoint }, () => statusOf!(), a.profile.quota);

@@ -6,6 +6,8 @@ interface NativeAddon {
   lutimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   /** Missing in an addon built before it existed (see futimens). */
   futimens?(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /** Missing in an addon built before it existed (see gearCut). */
+  gearCut?(buf: Uint8Array, start: number, end: number, minSize: number, avgSize: number, maxSize: number, maskS: number, maskL: number, gear: Int32Array): number;
   syncfs(fd: number): void;
   /** Missing in an addon built before it existed (see syncfsAsync). */
   syncfsAsync?(fd: number): Promise<void>;
@@ -61,6 +63,12 @@ export function futimens(fd: number, atime: bigint | 'now' | 'omit', mtime: bigi
   addon.futimens(fd, as, an, ms, mn);
   return true;
 }
+
+/**
+ * The FastCDC cut of Chunker.cut in C (src/native/roamfs_native.c), or null when the addon was
+ * built before it existed (`npm ci` rebuilds it): Chunker then cuts in JavaScript.
+ */
+export const gearCut = addon.gearCut ? addon.gearCut.bind(addon) : null;
 
 /** syncfs(2) on the file system holding the open fd. */
 export function syncfs(fd: number): void {

@@ -8,10 +8,15 @@
 //   syncfsAsync(fd) -> Promise: the same on the libuv thread pool. syncfs writes back every
 //     dirty page of the file system (other files' too), which can take seconds: a daemon must
 //     not stall its event loop on it. The caller keeps fd open until the promise settles.
+//   gearCut(buf, start, end, minSize, avgSize, maxSize, maskS, maskL, gear): the FastCDC cut of
+//     src/repository/chunker.ts (Chunker.cut: same arithmetic, same boundaries), at ~1 byte
+//     per cycle from the first call on, where V8 needs tens of MiB of input before its JIT
+//     reaches full speed (a daemon chunks a logout's data in a fresh process).
 // The others run synchronously on the calling thread.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,10 +139,61 @@ static napi_value do_syncfs_async(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+static napi_value gear_cut(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 9) { napi_throw_type_error(env, NULL, "gearCut(buf, start, end, minSize, avgSize, maxSize, maskS, maskL, gear)"); return NULL; }
+  napi_typedarray_type bt, gt;
+  size_t blen, glen;
+  void *bdata, *gdata;
+  if (napi_get_typedarray_info(env, argv[0], &bt, &blen, &bdata, NULL, NULL) != napi_ok || bt != napi_uint8_array ||
+      napi_get_typedarray_info(env, argv[8], &gt, &glen, &gdata, NULL, NULL) != napi_ok || gt != napi_int32_array || glen != 256) {
+    napi_throw_type_error(env, NULL, "gearCut: buf must be a Uint8Array, gear an Int32Array(256)");
+    return NULL;
+  }
+  int64_t v[5];
+  int32_t masks[2];
+  for (int i = 0; i < 5; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) { napi_throw_type_error(env, NULL, "gearCut: sizes must be numbers"); return NULL; }
+  }
+  for (int i = 0; i < 2; i++) {
+    if (napi_get_value_int32(env, argv[i + 6], &masks[i]) != napi_ok) { napi_throw_type_error(env, NULL, "gearCut: masks must be int32"); return NULL; }
+  }
+  int64_t start = v[0], end = v[1], min = v[2], avg = v[3], max = v[4];
+  if (start < 0 || end < start || (uint64_t)end > blen || min < 0 || avg < min || max < avg) { napi_throw_range_error(env, NULL, "gearCut: bad range or sizes"); return NULL; }
+  const uint8_t *b = bdata;
+  const uint32_t *g = gdata;
+  const uint32_t maskS = (uint32_t)masks[0], maskL = (uint32_t)masks[1];
+  int64_t n = end - start, result;
+  if (n <= min) {
+    result = n;
+  } else {
+    int64_t limit = start + (n < max ? n : max);
+    int64_t normal = start + (n < avg ? n : avg);
+    uint32_t fp = 0;
+    int64_t i = start + min;
+    result = limit - start;
+    for (; i < normal; i++) {
+      fp = (fp << 1) + g[b[i]];
+      if ((fp & maskS) == 0) { result = i + 1 - start; goto done; }
+    }
+    for (; i < limit; i++) {
+      fp = (fp << 1) + g[b[i]];
+      if ((fp & maskL) == 0) { result = i + 1 - start; goto done; }
+    }
+  }
+done:;
+  napi_value out;
+  napi_create_int64(env, result, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "lutimens", NULL, lutimens, NULL, NULL, NULL, napi_default, NULL },
     { "futimens", NULL, do_futimens, NULL, NULL, NULL, napi_default, NULL },
+    { "gearCut", NULL, gear_cut, NULL, NULL, NULL, napi_default, NULL },
     { "syncfs", NULL, do_syncfs, NULL, NULL, NULL, napi_default, NULL },
     { "syncfsAsync", NULL, do_syncfs_async, NULL, NULL, NULL, napi_default, NULL },
   };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gearCut } from '../core/native.js';
 
 /**
  * FastCDC content-defined chunking (Xia et al., USENIX ATC '16) with a 32-bit gear hash and
@@ -58,6 +59,18 @@ export class Chunker {
     const { minSize, avgSize, maxSize } = this.params;
     const n = end - start;
     if (n <= minSize) return n;
+    if (gearCut) return gearCut(buf, start, end, minSize, avgSize, maxSize, this.maskS, this.maskL, GEAR);
+    return this.cutJs(buf, start, end);
+  }
+
+  /**
+   * `cut` in JavaScript: used when the native addon predates gearCut, and the reference the
+   * tests hold the native version to.
+   */
+  cutJs(buf: Uint8Array, start: number, end: number): number {
+    const { minSize, avgSize, maxSize } = this.params;
+    const n = end - start;
+    if (n <= minSize) return n;
     if (!warmed) warmUp();
     const limit = start + Math.min(n, maxSize);
     const normal = start + Math.min(n, avgSize);
@@ -102,5 +115,5 @@ function warmUp(): void {
   const buf = Buffer.alloc(8192);
   let x = 0x9e3779b9;
   for (let i = 0; i < 4096; i++) buf[i] = (x = (Math.imul(x, 1664525) + 1013904223) | 0) >>> 24; // random half, zero half
-  tiny.cutAll(buf);
+  for (let off = 0; off < buf.length; ) off += tiny.cutJs(buf, off, buf.length);
 }

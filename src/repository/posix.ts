@@ -99,7 +99,8 @@ export interface PosixBackendOptions {
    * Read and write objects with synchronous calls when this says so (see IoMode), where no
    * per-object fsync is needed (`durable: false`, or the 'barrier' sync mode of a local file
    * system): a thread-pool round trip per call costs more than the call. The daemon's local
-   * cache (a snapshot stores one object per new small file) and the CLI's import and export.
+   * cache, the daemon's repository when it is on a local file system (never a NAS or GlusterFS
+   * mount: those take per-object fsyncs), and the CLI's import and export.
    */
   syncIo?: IoMode;
 }

@@ -6,6 +6,7 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { Chunker, DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from '../../src/repository/chunker.js';
 import { Rng, randomBuffer } from '../helpers/repo-data.js';
+import { gearCut } from '../../src/core/native.js';
 
 const MiB = 1024 * 1024;
 const { minSize, avgSize, maxSize } = DEFAULT_CHUNKER;
@@ -41,6 +42,24 @@ test('the format: default parameters and pinned boundaries of a known input (gea
   t.is(cuts.length, 26);
   t.deepEqual(cuts.slice(0, 8), [271666, 269562, 446486, 369966, 262348, 296561, 410425, 296278]);
   t.is(createHash('sha256').update(JSON.stringify(cuts)).digest('hex'), 'ec04812365f6aec8cd028f0509b0e5465420b2d8bb40cbed13723a20cfa41946');
+});
+
+test('the native cut (addon gearCut) and the JavaScript one cut at the same places, for several parameter sets', (t) => {
+  t.truthy(gearCut, 'the native addon has gearCut (npm ci builds it)');
+  const sets: ChunkerParams[] = [DEFAULT_CHUNKER, { minSize: 64, avgSize: 256, maxSize: 1024 }, { minSize: 2048, avgSize: 8192, maxSize: 65536 }, { minSize: 512 * 1024, avgSize: 1024 * 1024, maxSize: 8 * 1024 * 1024 }];
+  const inputs = [randomBuffer('native-1', 9 * MiB + 17), Buffer.alloc(3 * MiB), Buffer.concat([randomBuffer('native-2', MiB), Buffer.alloc(2 * MiB, 7), randomBuffer('native-3', 3 * MiB)])];
+  for (const p of sets) {
+    const c = new Chunker(p);
+    for (const buf of inputs) {
+      const native: number[] = [];
+      const js: number[] = [];
+      for (let off = 0; off < buf.length; ) off += native[native.push(c.cut(buf, off, buf.length)) - 1]!;
+      for (let off = 0; off < buf.length; ) off += js[js.push(c.cutJs(buf, off, buf.length)) - 1]!;
+      t.deepEqual(native, js, `params ${JSON.stringify(p)}, ${buf.length} bytes`);
+      // ...also on a window that does not start at 0 and ends before the buffer does.
+      t.is(c.cut(buf, 12345, buf.length - 999), c.cutJs(buf, 12345, buf.length - 999));
+    }
+  }
 });
 
 test('deterministic: same input, same boundaries, for any instance and any way of feeding it', (t) => {
