@@ -18,6 +18,7 @@ import { PACK_MAX_OBJECT, PackStore, type PackLocation } from './packs.js';
  */
 export class PackingBackend implements Backend {
   readonly location: string;
+  private filesWritten = false;
 
   constructor(
     private readonly files: PosixBackend,
@@ -48,19 +49,40 @@ export class PackingBackend implements Backend {
   async putObject(id: ObjectId, data: ObjectBytes): Promise<boolean> {
     if (this.packs.has(id)) return false;
     const parts = Array.isArray(data) ? (data as readonly Uint8Array[]) : [data as Uint8Array];
-    if (parts.reduce((n, p) => n + p.length, 0) > PACK_MAX_OBJECT) return this.files.putObject(id, parts);
+    if (parts.reduce((n, p) => n + p.length, 0) > PACK_MAX_OBJECT) {
+      const written = await this.files.putObject(id, parts);
+      this.filesWritten ||= written;
+      return written;
+    }
     await this.packs.append(id, parts);
     return true;
   }
+
 
   async touchObject(id: ObjectId): Promise<boolean> {
     return this.packs.has(id) || this.files.touchObject(id);
   }
 
-  /** Objects in packs and files alike are made durable by the owner's syncfs (LocalCache.sync). */
+  /**
+   * Make every object put so far durable: the packs' fdatasync, and a syncfs(2) of the file
+   * system when an object too big for a pack was written as a file (the POSIX backend of the
+   * local store is not durable by itself).
+   */
   async barrier(): Promise<void> {
-    this.packs.flushIndex();
-    await this.files.barrier();
+    await this.packs.sync();
+    if (!this.filesWritten) return;
+    this.filesWritten = false;
+    try {
+      const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
+      try {
+        await syncfsAsync(h.fd);
+      } finally {
+        await h.close();
+      }
+    } catch (err) {
+      this.filesWritten = true;
+      throw ioError(`sync ${this.location}`, err);
+    }
   }
 
   async statObject(id: ObjectId): Promise<ObjectInfo | null> {
@@ -128,9 +150,9 @@ export class PackingBackend implements Backend {
 
 /**
  * The desktop's local object cache: itself a roamfs repository (same content addresses, same
- * layout) in CACHE/objects-repo, written without per-object fsync, except that small objects
- * are appended to pack files in CACHE/objects-repo/packs (packs.ts). Durability comes from one
- * `sync()` (syncfs) barrier that the snapshotter issues when it needs one; after a crash an
+ * layout) in CACHE/objects-repo, written without per-object fsync, except that objects (all
+ * but huge ones) are appended to pack files in CACHE/objects-repo/packs (packs.ts). Durability comes from one
+ * `sync()` barrier that the snapshotter issues when it needs one; after a crash an
  * object may be missing or (on some file systems) hold garbage, so every object is verified
  * against its id the first time this process uses it (`present` remembers the verified ones).
  */
@@ -218,15 +240,9 @@ export class LocalCache {
     this.present.add(id);
   }
 
-  /** One durability barrier for everything written to the cache so far (syncfs(2)). */
-  async sync(): Promise<void> {
-    this.backend.packs.flushIndex();
-    const h = await fsp.open(this.dir, C.O_RDONLY | C.O_DIRECTORY);
-    try {
-      await syncfsAsync(h.fd);
-    } finally {
-      await h.close();
-    }
+  /** One durability barrier for everything written to the cache so far (PackingBackend.barrier). */
+  sync(): Promise<void> {
+    return this.backend.barrier();
   }
 
   /** Write the packs' pending index entries and close their descriptors (at unmount; the cache stays usable). */

@@ -8,13 +8,16 @@ import { idFromBytes, idToBytes, type ObjectId } from '../core/hash.js';
 import type { IoMode } from '../core/io-mode.js';
 
 /**
- * Small objects of the desktop's local object store, appended to pack files instead of one
- * file each.
+ * The objects of the desktop's local object store, appended to pack files instead of one file
+ * each.
  *
  * A snapshot stores one object per new small file (and one per changed directory). As files,
  * each costs a create, a link and an unlink (~250-500 µs of kernel time on the machines of
  * docs/benchmarks.md, as much as the user's own create of the file): a snapshot of 10,000 new
  * small files held the event loop for seconds. Appended to a pack, an object is one pwritev.
+ * And a snapshot's barrier is an fdatasync of the packs it wrote (`sync`), where a syncfs of the
+ * cache's file system also wrote back every dirty page of the upper files (a 1 GiB file being
+ * edited: a second or more per snapshot), which no snapshot needs.
  *
  * Layout, in the local store's `packs/` directory (never in a shared repository):
  * - `<process>-<n>.pack`: the 8-byte magic "RFSPACK1", then records back to back:
@@ -25,7 +28,7 @@ import type { IoMode } from '../core/io-mode.js';
  *   saves reading the pack at the next open: records past the last indexed one are found by
  *   reading the pack from there until the first record that does not parse (a crash's torn tail).
  *
- * Durability is the owner's (LocalCache.sync: `flushIndex`, then one syncfs). After a crash a
+ * Durability: `sync` (LocalCache.sync calls it before each snapshot's log entry). After a crash a
  * pack may end in a torn record, or (with delayed allocation) hold zeros or garbage where the
  * last unsynced records were; nothing here trusts the bytes: every object is verified against
  * its id when it is first used (LocalCache), and a bad one is forgotten (`forget`).
@@ -34,8 +37,12 @@ import type { IoMode } from '../core/io-mode.js';
  * pack (later appends start a new one), so a garbage region can only be a pack's last record.
  */
 
-/** Objects whose stored size (type byte included) is at most this go into packs. */
-export const PACK_MAX_OBJECT = 64 * 1024 + 1;
+/**
+ * Objects whose stored size (type byte included) is at most this go into packs: every chunk of
+ * the default chunker (at most 1 MiB) and of any sensible one. Bigger objects are files, and
+ * make the owner's next barrier a syncfs of the whole file system (LocalCache.sync).
+ */
+export const PACK_MAX_OBJECT = 8 * 1024 * 1024 + 1;
 /** A pack that reached this size is left for a new one. */
 export const PACK_TARGET_SIZE = 64 * 1024 * 1024;
 
@@ -47,6 +54,10 @@ const FILE_MODE = 0o600;
 
 const readAsync = promisify(fs.read);
 const writevAsync = promisify(fs.writev);
+const fdatasyncAsync = promisify(fs.fdatasync);
+const fsyncAsync = promisify(fs.fsync);
+const openAsync = promisify(fs.open);
+const closeAsync = promisify(fs.close);
 
 interface Pack {
   name: string;
@@ -81,6 +92,10 @@ export class PackStore {
   private current: Pack | null = null;
   private readonly prefix = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   private seq = 0;
+  /** Packs with appends completed since the last `sync`. */
+  private readonly unsynced = new Set<Pack>();
+  /** A pack was created since the last `sync` (its name is in the directory, not yet durable). */
+  private newName = false;
 
   private constructor(
     readonly dir: string,
@@ -163,9 +178,39 @@ export class PackStore {
       if (this.current === pack) this.leave(pack);
       throw ioError(`store object ${id} in ${pack.path}`, err);
     }
+    this.unsynced.add(pack);
     if (this.index.has(id)) return; // appended twice concurrently: the first copy wins
     this.index.set(id, { pack, offset: at + HEADER, size });
     pack.unindexed.push(idxEntry(id, at, size));
+  }
+
+  /**
+   * Make every append completed so far durable: an fdatasync of each pack appended to since the
+   * last call, and of the directory when a pack was created. Through the thread pool (it can
+   * take long); appends may go on meanwhile, and belong to the next call. On failure everything
+   * stays due for the next call.
+   */
+  async sync(): Promise<void> {
+    this.flushIndex();
+    const packs = [...this.unsynced];
+    const dir = this.newName;
+    this.unsynced.clear();
+    this.newName = false;
+    try {
+      for (const p of packs) await fdatasyncAsync(this.fdOf(p));
+      if (dir) {
+        const fd = await openAsync(this.dir, C.O_RDONLY | C.O_DIRECTORY);
+        try {
+          await fsyncAsync(fd);
+        } finally {
+          await closeAsync(fd);
+        }
+      }
+    } catch (err) {
+      for (const p of packs) this.unsynced.add(p);
+      this.newName ||= dir;
+      throw ioError(`sync object packs in ${this.dir}`, err);
+    }
   }
 
   /** Forget a packed object (found damaged): it is absent from now on; its bytes stay where they are. */
@@ -206,6 +251,7 @@ export class PackStore {
     }
     this.packs.push(p);
     this.current = p;
+    this.newName = true;
     return p;
   }
 

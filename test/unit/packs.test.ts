@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { PACK_MAX_OBJECT, PackStore } from '../../src/base/packs.js';
+import { PACK_MAX_OBJECT, PACK_TARGET_SIZE, PackStore } from '../../src/base/packs.js';
 import { LocalCache } from '../../src/base/local-cache.js';
 import { blockingIoMode, defaultIoMode } from '../../src/core/io-mode.js';
 import { sha256 } from '../../src/core/hash.js';
@@ -31,6 +31,11 @@ function object(size: number): { id: string; bytes: Buffer } {
   return { id: sha256(bytes), bytes };
 }
 
+/** Buffer equality (ava's deepEqual walks a multi-MiB buffer for seconds). */
+function same(t: import('ava').ExecutionContext, actual: Buffer | null, expected: Buffer, message?: string): void {
+  t.true(actual !== null && actual.equals(expected), message ?? `bytes differ (${actual?.length ?? 'null'} vs ${expected.length})`);
+}
+
 const packFiles = async (dir: string, ext: string) => (await fsp.readdir(dir)).filter((n) => n.endsWith(ext)).map((n) => path.join(dir, n));
 
 for (const [mode, io] of [['synchronous', blockingIoMode], ['thread-pool', () => defaultIoMode(false)]] as const) {
@@ -42,13 +47,13 @@ for (const [mode, io] of [['synchronous', blockingIoMode], ['thread-pool', () =>
     await s.append(objs[1]!.id, [objs[1]!.bytes]); // again: a no-op
     t.is(s.objects, 4);
     for (const o of objs) {
-      t.deepEqual(await s.read(o.id), o.bytes);
+      same(t, await s.read(o.id), o.bytes);
       const at = s.locate(o.id)!;
       const fd = fs.openSync(at.path, 'r');
       const b = Buffer.alloc(at.size);
       fs.readSync(fd, b, 0, at.size, at.offset);
       fs.closeSync(fd);
-      t.deepEqual(b, o.bytes, 'locate() points at the stored bytes');
+      same(t, b, o.bytes, 'locate() points at the stored bytes');
     }
     t.is(await s.read(object(10).id), null);
     s.close();
@@ -57,13 +62,13 @@ for (const [mode, io] of [['synchronous', blockingIoMode], ['thread-pool', () =>
     t.is((await fsp.stat(idx[0]!)).size, 4 * 40, 'one index entry per object');
     const again = PackStore.open(dir, io());
     t.is(again.objects, 4);
-    for (const o of objs) t.deepEqual(await again.read(o.id), o.bytes);
+    for (const o of objs) same(t, await again.read(o.id), o.bytes);
     // The reopened store appends to a pack of its own.
     const more = object(100);
     await again.append(more.id, [more.bytes]);
     again.close();
     t.is((await packFiles(dir, '.pack')).length, 2);
-    t.deepEqual(await PackStore.open(dir, io()).read(more.id), more.bytes);
+    same(t, await PackStore.open(dir, io()).read(more.id), more.bytes);
   });
 }
 
@@ -85,8 +90,8 @@ test('after a crash (no index written): the pack is read up to its torn or garba
   await fsp.truncate(pack!, full - 100);
   const a = PackStore.open(dir, blockingIoMode());
   t.is(a.objects, 2, 'the torn record is absent');
-  t.deepEqual(await a.read(objs[0]!.id), objs[0]!.bytes);
-  t.deepEqual(await a.read(objs[1]!.id), objs[1]!.bytes);
+  same(t, await a.read(objs[0]!.id), objs[0]!.bytes);
+  same(t, await a.read(objs[1]!.id), objs[1]!.bytes);
   t.false(a.has(objs[2]!.id));
   t.is((await packFiles(dir, '.idx')).length, 1, 'the records found were indexed for the next open');
   a.close();
@@ -114,7 +119,7 @@ test('index entries past the pack or zeroed are skipped; records after the last 
   await fsp.appendFile(idx!, Buffer.concat([bogus, Buffer.alloc(40), Buffer.alloc(17)])); // + zeros + a torn entry
   const a = PackStore.open(dir, blockingIoMode());
   t.is(a.objects, 3);
-  for (const o of [...first, later]) t.deepEqual(await a.read(o.id), o.bytes);
+  for (const o of [...first, later]) same(t, await a.read(o.id), o.bytes);
   a.close();
 });
 
@@ -122,15 +127,36 @@ test('a pack that reached the target size is left for a new one', async (t) => {
   const dir = await tempDir(t);
   const s = PackStore.open(dir, blockingIoMode());
   const objs: { id: string; bytes: Buffer }[] = [];
-  // 64 MiB in objects of the largest packable size: the pack is left right after the one that crosses it.
-  for (let n = 0; n < 1030; n++) objs.push(object(PACK_MAX_OBJECT));
+  // 64 MiB in 1 MiB objects (the largest chunk of the default chunker): the pack is left right
+  // after the object that reaches PACK_TARGET_SIZE, and the next one starts a new pack.
+  const per = 1024 * 1024 + 1;
+  const n = Math.ceil(PACK_TARGET_SIZE / (per + 40)) + 3;
+  for (let i = 0; i < n; i++) objs.push(object(per));
   for (const o of objs) await s.append(o.id, [o.bytes]);
   t.is((await packFiles(dir, '.pack')).length, 2);
   s.close();
   const a = PackStore.open(dir, blockingIoMode());
   t.is(a.objects, objs.length);
-  for (const o of [objs[0]!, objs[1022]!, objs[1023]!, objs[1029]!]) t.deepEqual(await a.read(o.id), o.bytes);
+  for (const o of [objs[0]!, objs[n - 4]!, objs[n - 3]!, objs[n - 1]!]) same(t, await a.read(o.id), o.bytes);
   a.close();
+});
+
+test('sync: fdatasync of the packs written since the last sync; an append after it is due at the next one', async (t) => {
+  const dir = await tempDir(t);
+  const s = PackStore.open(dir, defaultIoMode(false));
+  const a = object(5000);
+  await s.append(a.id, [a.bytes]);
+  await s.sync();
+  t.is((await packFiles(dir, '.idx')).length, 1, 'the index is written before the data sync');
+  const b = object(6000);
+  await s.append(b.id, [b.bytes]);
+  await s.sync();
+  await s.sync(); // nothing due: a no-op
+  s.close();
+  const again = PackStore.open(dir, blockingIoMode());
+  same(t, await again.read(a.id), a.bytes);
+  same(t, await again.read(b.id), b.bytes);
+  again.close();
 });
 
 test('a full disk: the failed append is a NO_SPACE error, its pack is left, later appends and reads work', async (t) => {
@@ -155,7 +181,7 @@ test('a full disk: the failed append is a NO_SPACE error, its pack is left, late
   }
   t.is((err as { code?: string } | null)?.code, 'NO_SPACE');
   t.true(kept.length > 5);
-  for (const o of kept) t.deepEqual(await s.read(o.id), o.bytes);
+  for (const o of kept) same(t, await s.read(o.id), o.bytes);
   // Room again (a bigger tmpfs): the next append goes to a new pack, not after the torn record.
   await run('mount', ['-o', 'remount,size=4m', dir]);
   const after = object(1000);
@@ -163,19 +189,21 @@ test('a full disk: the failed append is a NO_SPACE error, its pack is left, late
   t.is((await packFiles(path.join(dir, 'packs'), '.pack')).length, 2, 'a new pack after the failure');
   s.close();
   const a = PackStore.open(path.join(dir, 'packs'), blockingIoMode());
-  t.deepEqual(await a.read(after.id), after.bytes);
-  for (const o of kept) t.deepEqual(await a.read(o.id), o.bytes, 'records before the torn one survive the reopen');
+  same(t, await a.read(after.id), after.bytes);
+  for (const o of kept) same(t, await a.read(o.id), o.bytes, 'records before the torn one survive the reopen');
   a.close();
 });
 
-test('LocalCache: small objects are packed, big ones are files; a damaged packed object is dropped, not served', async (t) => {
+test('LocalCache: objects are packed, huge ones are files; a damaged packed object is dropped, not served', async (t) => {
   const dir = await tempDir(t);
   const cache = await LocalCache.open(dir);
   const small = await cache.repo.putChunk(randomBytes(3000));
+  const chunk = await cache.repo.putChunk(randomBytes(1024 * 1024));
   const big = await cache.repo.putChunk(randomBytes(PACK_MAX_OBJECT + 10));
-  t.true(small.written && big.written);
-  t.is(cache.locate(small.id).offset > 0, true, 'the small one is in a pack');
-  t.is(cache.locate(big.id).offset, 0, 'the big one is a file');
+  t.true(small.written && chunk.written && big.written);
+  t.is(cache.locate(small.id).offset > 0, true, 'a small object is in a pack');
+  t.is(cache.locate(chunk.id).offset > 0, true, 'so is a chunk of the largest default size');
+  t.is(cache.locate(big.id).offset, 0, 'an object too big for a pack is a file');
   t.true(fs.existsSync(cache.locate(big.id).path));
   t.true(await cache.has(small.id, 3000));
   await cache.sync();
