@@ -406,7 +406,10 @@ async function chain(o: ChainOptions, homes: Homes, log: (s: string) => void): P
   await phase('logout', async () => {
     const before = await walkDir(spec.mountpoint, { content: true });
     const out = await roamfs(spec.runDir, ['logout', spec.mountpoint]);
-    if (out.code !== 0) fail(`logout exited ${out.code}: ${out.stderr.trim()}`);
+    if (out.code !== 0) {
+      const tail = (await fsp.readFile(path.join(spec.cache, 'roamfs.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-15);
+      fail(`logout exited ${out.code}: ${out.stderr.trim()}\n  daemon log, last lines:\n  ${tail.join('\n  ')}`);
+    }
     await homes.waitExit(daemon);
     homes.fuseMounts.delete(spec.mountpoint);
     res.replayedCommits += await countReplays();
