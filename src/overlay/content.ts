@@ -146,7 +146,7 @@ export class ContentStore {
         } else if (size !== c.map.size) {
           const file = await this.copyUp(node, size);
           await (await file.handle()).truncate(size);
-          file.size = size;
+          resized(file, size);
         }
       } else if (c.file.mem && (size <= c.file.size || c.file.reserve(size))) {
         this.truncateMem(c.file, size);
@@ -155,7 +155,7 @@ export class ContentStore {
         const fd = this.syncFd(c.file);
         if (fd !== null) this.upper.io.time(() => fs.ftruncateSync(fd, size));
         else await (await c.file.handle()).truncate(size);
-        c.file.size = size;
+        resized(c.file, size);
       }
       if (!node.unlinked) this.overlay.usage.change(node.size - before);
       this.overlay.contentChanged(node);
@@ -228,7 +228,7 @@ export class ContentStore {
   private writeSync(node: FileNode, file: UpperFile, fd: number, buf: Buffer, offset: number, length: number, at: number): void {
     if (!node.unlinked) this.overlay.usage.checkGrow(at + length - file.size);
     this.upper.io.time(() => writeAllSync(fd, buf, offset, length, at));
-    this.grown(node, file, at + length);
+    this.grown(node, file, at, at + length);
   }
 
   private async writeQueued(node: FileNode, buf: Buffer, offset: number, length: number, position: number, append: boolean): Promise<number> {
@@ -259,7 +259,7 @@ export class ContentStore {
         }
         if (!node.unlinked) this.overlay.usage.checkGrow(at + length - c.file.size);
         await writeAll(await c.file.handle(), buf, offset, length, at);
-        this.grown(node, c.file, at + length);
+        this.grown(node, c.file, at, at + length);
         return length;
       } finally {
         release();
@@ -272,18 +272,19 @@ export class ContentStore {
     const m = file.mem!;
     if (at > file.size) m.fill(0, file.size, at);
     buf.copy(m, at, offset, offset + length);
-    this.grown(node, file, at + length);
+    this.grown(node, file, at, at + length);
   }
 
   /** Set the size of a file in memory that has room (reserve) for it. */
   private truncateMem(file: UpperFile, size: number): void {
     if (size > file.size) file.mem!.fill(0, file.size, size);
-    file.size = size;
+    resized(file, size);
   }
 
-  /** After a write that ended at `end`: the size, the quota's total, the change marks. */
-  private grown(node: FileNode, file: UpperFile, end: number): void {
+  /** After a write of [at, end): the size, the quota's total, the change marks. */
+  private grown(node: FileNode, file: UpperFile, at: number, end: number): void {
     const before = file.size;
+    file.changed(Math.min(at, before), end); // a write past the end also zero-fills the gap
     file.size = Math.max(file.size, end);
     if (!node.unlinked) this.overlay.usage.change(file.size - before);
     this.overlay.contentChanged(node);
@@ -301,7 +302,7 @@ export class ContentStore {
     } else {
       const fd = c.file.fd!;
       this.upper.io.time(() => fs.ftruncateSync(fd, size));
-      c.file.size = size;
+      resized(c.file, size);
     }
     if (!node.unlinked) this.overlay.usage.change(node.size - before);
     this.overlay.contentChanged(node);
@@ -332,7 +333,15 @@ export class ContentStore {
       await this.upper.remove(file).catch(() => {});
       throw err;
     }
+    // The committed chunks describe the copy; what was left out counts as changed.
+    file.chunked = { chunks: c.map.chunks, from: bytes < c.map.size ? bytes : Infinity, to: bytes < c.map.size ? c.map.size : -Infinity };
     node.content = { kind: 'upper', file };
     return file;
   }
+}
+
+/** Set an upper file's size (truncate), reporting the range between the old and new end as changed. */
+function resized(file: UpperFile, size: number): void {
+  file.changed(Math.min(size, file.size), Math.max(size, file.size));
+  file.size = size;
 }

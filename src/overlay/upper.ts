@@ -3,6 +3,18 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ioError } from '../core/errors.js';
 import { defaultIoMode, type IoMode } from '../core/io-mode.js';
+import type { ChunkRef } from '../repository/objects.js';
+
+/**
+ * The chunk list of an upper file's content as of its last chunking (a snapshot, or the
+ * copy-up of a committed file), and the byte range [from, to) written or resized since
+ * (from = Infinity, to = -Infinity: nothing). See UpperFile.chunked.
+ */
+export interface Chunked {
+  readonly chunks: readonly ChunkRef[];
+  from: number;
+  to: number;
+}
 
 
 /**
@@ -25,6 +37,12 @@ export class UpperFile {
   /** The content while the file lives in memory (capacity >= size); null once on disk. */
   private memBuf: Buffer | null;
   private diskPath: string | null;
+  /**
+   * What a snapshot needs to re-chunk only what changed (Snapshotter.chunkFile): null when
+   * unknown (a new file), and the snapshot chunks it all. Whoever changes the content reports
+   * the range with `changed`, under the node's gate.
+   */
+  chunked: Chunked | null = null;
 
   constructor(
     private readonly store: UpperStore,
@@ -42,6 +60,14 @@ export class UpperFile {
       this.opening = Promise.resolve(where.fh);
       this.opened = where.fh;
     }
+  }
+
+  /** Bytes [from, to) were written, or the size moved between from and to. */
+  changed(from: number, to: number): void {
+    const c = this.chunked;
+    if (!c) return;
+    if (from < c.from) c.from = from;
+    if (to > c.to) c.to = to;
   }
 
   /** The file in CACHE/upper/, or null while the content is in memory. */

@@ -9,7 +9,7 @@ import type { ChunkLoader } from '../base/chunk-loader.js';
 import type { Overlay } from '../overlay/overlay.js';
 import type { DirNode, FileNode, Node } from '../overlay/nodes.js';
 import type { Release } from '../overlay/gate.js';
-import type { UpperFile } from '../overlay/upper.js';
+import type { Chunked, UpperFile } from '../overlay/upper.js';
 import { rebase, type RebaseResult } from './rebase.js';
 
 /**
@@ -183,6 +183,9 @@ export class Snapshotter {
     // ---- end of the instant ----
     let bytesChunked = 0;
     let bytesWritten = 0;
+    /** Upper files chunked by this snapshot, with their change tracking from before it. */
+    const rechunked: { file: UpperFile; prev: Chunked | null }[] = [];
+    let durable = false;
     const counted = (n: number, written: boolean) => {
       bytesChunked += n;
       if (direct && written) bytesWritten += n;
@@ -194,7 +197,7 @@ export class Snapshotter {
       for (const cd of [...dirs].reverse()) {
         const entries: TreeEntry[] = [];
         for (const c of cd.children) {
-          const e = await this.entryFor(c, treeOf, chunkStore, counted);
+          const e = await this.entryFor(c, treeOf, chunkStore, counted, rechunked);
           entries.push(e);
           if (c.kind !== 'reuse') entryOf.set(c.node, e);
         }
@@ -222,8 +225,18 @@ export class Snapshotter {
       }
       this.prevRoot = root;
       this.doneEpoch = epoch;
+      durable = true;
       return changes.length > 0 ? { seq: this.nextSeq - 1, changes: changes.length, bytesChunked, bytesWritten } : null;
     } finally {
+      // A failed snapshot's chunks may exist nowhere durable (or only in the repository, for a
+      // direct one): the files go back to their earlier chunk lists, with every range written
+      // since then still marked.
+      if (!durable) {
+        for (const { file, prev } of rechunked) {
+          const since = file.chunked;
+          file.chunked = prev && since ? { chunks: prev.chunks, from: Math.min(prev.from, since.from), to: Math.max(prev.to, since.to) } : null;
+        }
+      }
       // Every frozen file is thawed, also when the snapshot failed half-way (releases are idempotent).
       for (const cd of dirs) for (const c of cd.children) if (c.kind === 'upper') void c.frozen.then((r) => r());
     }
@@ -254,7 +267,13 @@ export class Snapshotter {
     return a;
   }
 
-  private async entryFor(c: Captured, treeOf: Map<DirNode, ObjectId>, store: Repository, onBytes: (n: number, written: boolean) => void): Promise<TreeEntry> {
+  private async entryFor(
+    c: Captured,
+    treeOf: Map<DirNode, ObjectId>,
+    store: Repository,
+    onBytes: (n: number, written: boolean) => void,
+    rechunked: { file: UpperFile; prev: Chunked | null }[],
+  ): Promise<TreeEntry> {
     switch (c.kind) {
       case 'reuse':
         return c.entry;
@@ -267,7 +286,13 @@ export class Snapshotter {
       case 'upper': {
         const r = await c.frozen;
         try {
-          const chunks = await this.chunkFile(c.file, store, onBytes);
+          // Under the exclusive gate: nothing changes the content until r() below.
+          const prev = c.file.chunked;
+          const chunks = await this.chunkFile(c.file, store, onBytes, prev);
+          // Tentatively the new base of the file's change tracking (writes from now on are
+          // measured against it); put back, with those writes, if the snapshot fails.
+          c.file.chunked = { chunks, from: Infinity, to: -Infinity };
+          rechunked.push({ file: c.file, prev });
           // Like ContentStore.closeIdle: nobody can be reading without an open handle.
           if (c.node.openCount === 0) await c.file.close();
           return { name: c.name, type: 'file', size: chunks.reduce((s, x) => s + x.size, 0), chunks, ...c.attrs };
@@ -278,13 +303,48 @@ export class Snapshotter {
     }
   }
 
-  /** Cut an upper file into chunks and store them (a few stores in flight while cutting goes on). */
-  private async chunkFile(file: UpperFile, repo: Repository, onBytes: (n: number, written: boolean) => void): Promise<ChunkRef[]> {
+  /**
+   * Cut an upper file into chunks and store them (a few stores in flight while cutting goes on).
+   *
+   * With `prev` (the chunk list of this file's content at its last chunking, and the range
+   * changed since), only what the change can have moved is cut again: FastCDC's cut at the end
+   * of a chunk depends only on that chunk's bytes, so the chunks that end before the first
+   * changed byte stay (not the last one of the old content, which ended at its end of file),
+   * and after the last changed byte, once a new cut falls on an old boundary, the rest is the
+   * old rest. The result is what cutting the whole file gives, bytes read: the changed region
+   * plus a chunk or two around it.
+   */
+  private async chunkFile(file: UpperFile, repo: Repository, onBytes: (n: number, written: boolean) => void, prev: Chunked | null = null): Promise<ChunkRef[]> {
+    const size = file.size;
+    const chunks: ChunkRef[] = [];
+    let startAt = 0;
+    /** Old chunks from the boundary at position p on, when p is a resynchronisation point. */
+    let resync: (p: number) => readonly ChunkRef[] | null = () => null;
+    if (prev && prev.chunks.length > 0) {
+      const old = prev.chunks;
+      const oldSize = old.reduce((n, c) => n + c.size, 0);
+      if (prev.from === Infinity && size === oldSize) return [...old]; // unchanged
+      const first = Math.min(prev.from, oldSize - 1);
+      const boundary = new Map<number, number>(); // end offset of old chunk i -> i + 1
+      let at = 0;
+      for (let i = 0; i < old.length; i++) {
+        if (at + old[i]!.size <= first) {
+          chunks.push(old[i]!);
+          startAt = at + old[i]!.size;
+        }
+        at += old[i]!.size;
+        boundary.set(at, i + 1);
+      }
+      resync = (p) => {
+        if (p < prev.to || p >= size) return null;
+        const i = boundary.get(p);
+        return i === undefined ? null : old.slice(i);
+      };
+    }
     const max = repo.chunker.params.maxSize;
     const inFlight = new Set<Promise<unknown>>();
     let failed: unknown = null;
-    const size = file.size;
-    const bufSize = Math.min(size, 8 * max) || 1;
+    const bufSize = Math.min(size - startAt, 8 * max) || 1;
     // Chunks are stored from subarrays of the read buffer while the next reads go on, so a
     // round never reads over data a store in flight still uses: three buffers take turns (at
     // most PUTS_IN_FLIGHT stores are in flight, from the last two at most), and a buffer is
@@ -307,15 +367,15 @@ export class Snapshotter {
       ring[cur]?.puts.push(p);
       void p.finally(() => inFlight.delete(p));
     };
-    const chunks: ChunkRef[] = [];
     // A file that fits in one buffer (nearly every file) is read at once, without a thread-pool
     // round trip per open, read and close (a file in memory is not even copied: we hold its gate).
-    const whole = size > 0 && size <= bufSize ? file.readAllSync() : null;
+    const whole = startAt === 0 && size > 0 && size <= bufSize ? file.readAllSync() : null;
     if (!whole) ring.push({ buf: Buffer.allocUnsafe(bufSize), puts: [] });
     let buf = whole ?? ring[0]!.buf;
     let have = whole ? size : 0;
-    let pos = 0; // file offset of buf[0]
-    while (pos < size) {
+    let pos = startAt; // file offset of buf[0]
+    let rest: readonly ChunkRef[] | null = null;
+    while (pos < size && !rest) {
       while (have < buf.length && pos + have < size) {
         const bytesRead = await file.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
         if (bytesRead === 0) break;
@@ -336,8 +396,10 @@ export class Snapshotter {
         chunks.push(ref);
         await put(data, ref);
         off += len;
+        rest = resync(pos + off);
+        if (rest) break;
       }
-      if (eof) break;
+      if (eof || rest) break;
       const n = (cur + 1) % 3;
       if (ring[n]) {
         await Promise.all(ring[n]!.puts);
@@ -353,6 +415,7 @@ export class Snapshotter {
     }
     await Promise.all(inFlight);
     if (failed) throw failed;
+    if (rest) chunks.push(...rest);
     return chunks;
   }
 
