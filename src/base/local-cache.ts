@@ -1,9 +1,7 @@
-import * as fsp from 'node:fs/promises';
-import { constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { ioError, isRoamfsError } from '../core/errors.js';
 import { sha256, type ObjectId } from '../core/hash.js';
-import { syncfsAsync } from '../core/native.js';
+import { syncfsDir } from '../core/native.js';
 import { defaultIoMode } from '../core/io-mode.js';
 import { PosixBackend } from '../repository/posix.js';
 import { Repository } from '../repository/repository.js';
@@ -73,12 +71,7 @@ export class PackingBackend implements Backend {
     if (!this.filesWritten) return;
     this.filesWritten = false;
     try {
-      const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
-      try {
-        await syncfsAsync(h.fd);
-      } finally {
-        await h.close();
-      }
+      await syncfsDir(this.location);
     } catch (err) {
       this.filesWritten = true;
       throw ioError(`sync ${this.location}`, err);

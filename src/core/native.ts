@@ -1,6 +1,8 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import * as fsp from 'node:fs/promises';
+import { constants as C } from 'node:fs';
 
 interface NativeAddon {
   lutimens(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
@@ -83,4 +85,14 @@ export function syncfs(fd: number): void {
 export async function syncfsAsync(fd: number): Promise<void> {
   if (addon.syncfsAsync) await addon.syncfsAsync(fd);
   else addon.syncfs(fd);
+}
+
+/** syncfsAsync on the file system holding directory `dir` (opened and closed around it). */
+export async function syncfsDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try {
+    await syncfsAsync(h.fd);
+  } finally {
+    await h.close();
+  }
 }

@@ -51,6 +51,19 @@ static long nsec_arg(int64_t v) {
   return (long)v;
 }
 
+/** atime sec, nsec, mtime sec, nsec from argv[0..3] into ts; false (a TypeError thrown) when not numbers. */
+static int times_arg(napi_env env, napi_value *argv, struct timespec ts[2]) {
+  int64_t v[4];
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_int64(env, argv[i], &v[i]) != napi_ok) { napi_throw_type_error(env, NULL, "times must be numbers"); return 0; }
+  }
+  ts[0].tv_sec = (time_t)v[0];
+  ts[0].tv_nsec = nsec_arg(v[1]);
+  ts[1].tv_sec = (time_t)v[2];
+  ts[1].tv_nsec = nsec_arg(v[3]);
+  return 1;
+}
+
 static napi_value lutimens(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -62,11 +75,8 @@ static napi_value lutimens(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "path must be a string shorter than PATH_MAX");
     return NULL;
   }
-  int64_t v[4];
-  for (int i = 0; i < 4; i++) {
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) { napi_throw_type_error(env, NULL, "times must be numbers"); return NULL; }
-  }
-  struct timespec ts[2] = { { (time_t)v[0], nsec_arg(v[1]) }, { (time_t)v[2], nsec_arg(v[3]) } };
+  struct timespec ts[2];
+  if (!times_arg(env, argv + 1, ts)) return NULL;
   if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0) return throw_errno(env, errno, "utimensat");
   return NULL;
 }
@@ -77,11 +87,8 @@ static napi_value do_futimens(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
   if (argc != 5 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) { napi_throw_type_error(env, NULL, "futimens(fd, as, ans, ms, mns)"); return NULL; }
-  int64_t v[4];
-  for (int i = 0; i < 4; i++) {
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) { napi_throw_type_error(env, NULL, "times must be numbers"); return NULL; }
-  }
-  struct timespec ts[2] = { { (time_t)v[0], nsec_arg(v[1]) }, { (time_t)v[2], nsec_arg(v[3]) } };
+  struct timespec ts[2];
+  if (!times_arg(env, argv + 1, ts)) return NULL;
   if (futimens(fd, ts) != 0) return throw_errno(env, errno, "futimens");
   return NULL;
 }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { RoamfsError, errnoCode, ioError } from '../core/errors.js';
 import { isObjectId, type ObjectId } from '../core/hash.js';
-import { syncfsAsync } from '../core/native.js';
+import { syncfsDir } from '../core/native.js';
 import type { IoMode } from '../core/io-mode.js';
 import type { Backend, ObjectBytes, ObjectInfo } from './backend.js';
 
@@ -401,12 +401,7 @@ export class PosixBackend implements Backend {
 
   private async syncNow(): Promise<void> {
     try {
-      const h = await fsp.open(this.location, C.O_RDONLY | C.O_DIRECTORY);
-      try {
-        await syncfsAsync(h.fd); // objects put meanwhile set `unsynced` again: the next barrier takes them
-      } finally {
-        await h.close();
-      }
+      await syncfsDir(this.location); // objects put meanwhile set `unsynced` again: the next barrier takes them
     } catch (err) {
       this.unsynced = true;
       throw ioError(`sync ${this.location}`, err);
