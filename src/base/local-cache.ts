@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ioError, isRoamfsError } from '../core/errors.js';
 import { sha256, type ObjectId } from '../core/hash.js';
@@ -16,7 +17,11 @@ import { PACK_MAX_OBJECT, PackStore, type PackLocation } from './packs.js';
  */
 export class PackingBackend implements Backend {
   readonly location: string;
-  private filesWritten = false;
+  /**
+   * An object file was written since the last barrier, or may have been: true at first when the
+   * store already holds object files (an earlier process may have written one without a sync).
+   */
+  private filesWritten: boolean;
 
   constructor(
     private readonly files: PosixBackend,
@@ -25,6 +30,7 @@ export class PackingBackend implements Backend {
     private readonly now: () => number = Date.now,
   ) {
     this.location = files.location;
+    this.filesWritten = fs.readdirSync(path.join(files.location, 'objects')).length > 0;
   }
 
   /** Where an object's own file is (whether or not it exists). */
@@ -55,7 +61,6 @@ export class PackingBackend implements Backend {
     await this.packs.append(id, parts);
     return true;
   }
-
 
   async touchObject(id: ObjectId): Promise<boolean> {
     return this.packs.has(id) || this.files.touchObject(id);

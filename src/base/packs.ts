@@ -3,6 +3,7 @@ import { constants as C } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { crc32 } from 'node:zlib';
 import { errnoCode, ioError } from '../core/errors.js';
 import { idFromBytes, idToBytes, type ObjectId } from '../core/hash.js';
 import type { IoMode } from '../core/io-mode.js';
@@ -23,18 +24,23 @@ import type { IoMode } from '../core/io-mode.js';
  * - `<process>-<n>.pack`: the 8-byte magic "RFSPACK1", then records back to back:
  *   "RPK1" | stored size (u32 BE) | object id (32 bytes) | stored bytes (type byte first).
  *   Only the process that created a pack appends to it; a pack is never rewritten.
- * - `<process>-<n>.idx`: 40-byte entries — id (32) | record offset (u32 BE) | stored size
- *   (u32 BE) — appended before each durability barrier and when the pack is left. It only
- *   saves reading the pack at the next open: records past the last indexed one are found by
- *   reading the pack from there until the first record that does not parse (a crash's torn tail).
+ * - `<process>-<n>.idx`: 44-byte entries — id (32) | record offset (u32 BE) | stored size
+ *   (u32 BE) | CRC-32 of those 40 bytes — appended and made durable with the pack's data at
+ *   every `sync`, so every object a durable snapshot references is found through the index,
+ *   whatever lies around it in the pack. Records past the last indexed one are found by reading
+ *   the pack from there until the first record that does not parse (a crash's torn tail); an
+ *   entry whose checksum does not match (the unsynced end of an index after a crash) is skipped.
  *
  * Durability: `sync` (LocalCache.sync calls it before each snapshot's log entry). After a crash a
  * pack may end in a torn record, or (with delayed allocation) hold zeros or garbage where the
  * last unsynced records were; nothing here trusts the bytes: every object is verified against
- * its id when it is first used (LocalCache), and a bad one is forgotten (`forget`).
+ * its id when it is first used (LocalCache), and a bad one is forgotten (`forget`). Packs of
+ * earlier processes are synced at the first `sync` too: this process may reference an object the
+ * last one appended without syncing it (it was killed before its barrier).
  *
- * Appends never overlap: the offset is reserved synchronously, and a failed append retires its
- * pack (later appends start a new one), so a garbage region can only be a pack's last record.
+ * Appends never overlap: each offset is reserved synchronously. A failed append (a full disk)
+ * retires its pack; appends already under way in it (thread-pool I/O) may still land after the
+ * torn record, and are found through the index.
  */
 
 /**
@@ -49,7 +55,7 @@ export const PACK_TARGET_SIZE = 64 * 1024 * 1024;
 const FILE_MAGIC = Buffer.from('RFSPACK1');
 const RECORD_MAGIC = 0x52504b31; // "RPK1"
 const HEADER = 40; // magic 4 + size 4 + id 32
-const IDX_ENTRY = 40; // id 32 + offset 4 + size 4
+const IDX_ENTRY = 44; // id 32 + offset 4 + size 4 + crc32 of those 40 bytes 4
 const FILE_MODE = 0o600;
 
 const readAsync = promisify(fs.read);
@@ -69,6 +75,8 @@ interface Pack {
   fd: number | null;
   /** Index entries not yet appended to the .idx file. */
   unindexed: Buffer[];
+  /** The .idx file, opened for appending on demand. */
+  idxFd: number | null;
 }
 
 /** Where an object's stored bytes are: `offset` is the type byte's position in `path`. */
@@ -191,13 +199,16 @@ export class PackStore {
    * stays due for the next call.
    */
   async sync(): Promise<void> {
-    this.flushIndex();
     const packs = [...this.unsynced];
     const dir = this.newName;
     this.unsynced.clear();
     this.newName = false;
     try {
-      for (const p of packs) await fdatasyncAsync(this.fdOf(p));
+      for (const p of packs) this.writeIndex(p);
+      for (const p of packs) {
+        await fdatasyncAsync(this.fdOf(p));
+        await fdatasyncAsync(this.idxFdOf(p));
+      }
       if (dir) {
         const fd = await openAsync(this.dir, C.O_RDONLY | C.O_DIRECTORY);
         try {
@@ -219,20 +230,22 @@ export class PackStore {
   }
 
   /**
-   * Append the index entries of everything appended so far to the packs' .idx files (the owner
-   * does this before its durability barrier, so that the next open rarely reads a pack).
+   * Write the pending index entries (best effort: what fails stays pending, and the next open
+   * finds those records by reading the pack) and close every descriptor. The store stays
+   * usable: descriptors reopen on demand. Call it with no append or sync under way.
    */
-  flushIndex(): void {
-    for (const p of this.packs) this.writeIndex(p);
-  }
-
-  /** Write the pending index entries and close every descriptor (the store stays usable: they reopen on demand). */
   close(): void {
-    this.flushIndex();
     this.current = null;
     for (const p of this.packs) {
+      try {
+        this.writeIndex(p);
+      } catch {
+        // kept pending
+      }
       if (p.fd !== null) fs.closeSync(p.fd);
+      if (p.idxFd !== null) fs.closeSync(p.idxFd);
       p.fd = null;
+      p.idxFd = null;
     }
   }
 
@@ -241,7 +254,7 @@ export class PackStore {
   private writable(): Pack {
     if (this.current) return this.current;
     const name = `${this.prefix}-${(++this.seq).toString(36)}`;
-    const p: Pack = { name, path: path.join(this.dir, `${name}.pack`), size: FILE_MAGIC.length, fd: null, unindexed: [] };
+    const p: Pack = { name, path: path.join(this.dir, `${name}.pack`), size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null };
     try {
       p.fd = fs.openSync(p.path, C.O_RDWR | C.O_CREAT | C.O_EXCL, FILE_MODE);
       writeAllSync(p.fd, [FILE_MAGIC], 0);
@@ -265,14 +278,22 @@ export class PackStore {
     return p.fd;
   }
 
+  private idxFdOf(p: Pack): number {
+    p.idxFd ??= fs.openSync(path.join(this.dir, `${p.name}.idx`), C.O_WRONLY | C.O_CREAT | C.O_APPEND, FILE_MODE);
+    return p.idxFd;
+  }
+
+  /** Append the pack's pending index entries; on failure they stay pending (and it throws). */
   private writeIndex(p: Pack): void {
     if (p.unindexed.length === 0) return;
-    const data = Buffer.concat(p.unindexed);
+    const entries = p.unindexed;
     p.unindexed = [];
     try {
-      fs.appendFileSync(path.join(this.dir, `${p.name}.idx`), data, { mode: FILE_MODE });
-    } catch {
-      // Only an accelerator: the next open reads the pack instead.
+      // Whole entries or an error: a short append is completed here, never left torn mid-entry.
+      writeAllSync(this.idxFdOf(p), [Buffer.concat(entries)], null);
+    } catch (err) {
+      p.unindexed = [...entries, ...p.unindexed];
+      throw ioError(`write the index of ${p.path}`, err);
     }
   }
 
@@ -290,7 +311,7 @@ export class PackStore {
       const fileSize = fs.fstatSync(fd).size;
       const magic = Buffer.alloc(FILE_MAGIC.length);
       if (fileSize < FILE_MAGIC.length || fs.readSync(fd, magic, 0, magic.length, 0) < magic.length || !magic.equals(FILE_MAGIC)) return; // not a pack (or empty: created, then a crash)
-      const pack: Pack = { name, path: file, size: FILE_MAGIC.length, fd: null, unindexed: [] };
+      const pack: Pack = { name, path: file, size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null };
       let indexed = FILE_MAGIC.length;
       let idx: Buffer | null = null;
       try {
@@ -301,18 +322,17 @@ export class PackStore {
       for (let i = 0; idx && i + IDX_ENTRY <= idx.length; i += IDX_ENTRY) {
         const at = idx.readUInt32BE(i + 32);
         const size = idx.readUInt32BE(i + 36);
-        // An entry that cannot be a record of this pack (zeros after a crash) is skipped.
+        // An entry that cannot be a record of this pack (garbage or zeros after a crash) is skipped.
+        if (crc32(idx.subarray(i, i + 40)) !== idx.readUInt32BE(i + 40)) continue;
         if (size === 0 || size > PACK_MAX_OBJECT || at < FILE_MAGIC.length || at + HEADER + size > fileSize) continue;
         this.add(idFromBytes(idx.subarray(i, i + 32)), pack, at, size);
         indexed = Math.max(indexed, at + HEADER + size);
       }
       pack.size = indexed;
-      const found = this.scan(fd, pack, indexed, fileSize);
-      if (found.length > 0) {
-        pack.unindexed = found;
-        this.writeIndex(pack);
-      }
+      // Found records are indexed at the first sync, which also syncs the pack (see the class comment).
+      pack.unindexed = this.scan(fd, pack, indexed, fileSize);
       this.packs.push(pack);
+      this.unsynced.add(pack);
     } finally {
       fs.closeSync(fd);
     }
@@ -346,6 +366,7 @@ function idxEntry(id: ObjectId, at: number, size: number): Buffer {
   idToBytes(id).copy(b, 0);
   b.writeUInt32BE(at, 32);
   b.writeUInt32BE(size, 36);
+  b.writeUInt32BE(crc32(b.subarray(0, 40)), 40);
   return b;
 }
 
@@ -359,12 +380,13 @@ function advance(bufs: NodeJS.ArrayBufferView[], n: number): NodeJS.ArrayBufferV
   return rest;
 }
 
-function writeAllSync(fd: number, bufs: NodeJS.ArrayBufferView[], position: number): void {
+/** Write all of `bufs` at `position` (null: at the end, for an O_APPEND descriptor). */
+function writeAllSync(fd: number, bufs: NodeJS.ArrayBufferView[], position: number | null): void {
   let rest = bufs;
   while (rest.length > 0) {
-    const n = fs.writevSync(fd, rest, position);
+    const n = position === null ? fs.writevSync(fd, rest) : fs.writevSync(fd, rest, position);
     if (n <= 0) throw new Error('writev wrote nothing');
-    position += n;
+    if (position !== null) position += n;
     rest = advance(rest, n);
   }
 }

@@ -227,6 +227,7 @@ export class ContentStore {
   /** One write, start to end without yielding: quota, pwrite, size, change marks. */
   private writeSync(node: FileNode, file: UpperFile, fd: number, buf: Buffer, offset: number, length: number, at: number): void {
     if (!node.unlinked) this.overlay.usage.checkGrow(at + length - file.size);
+    file.changed(Math.min(at, file.size), at + length); // before: a write that fails half-way changed bytes too
     this.upper.io.time(() => writeAllSync(fd, buf, offset, length, at));
     this.grown(node, file, at, at + length);
   }
@@ -258,6 +259,7 @@ export class ContentStore {
           return length;
         }
         if (!node.unlinked) this.overlay.usage.checkGrow(at + length - c.file.size);
+        c.file.changed(Math.min(at, c.file.size), at + length); // before: a write that fails half-way changed bytes too
         await writeAll(await c.file.handle(), buf, offset, length, at);
         this.grown(node, c.file, at, at + length);
         return length;

@@ -327,6 +327,8 @@ export class PosixBackend implements Backend {
       const now = new Date();
       try {
         fs.utimesSync(final, now, now);
+        // As in touchObject: a killed writer may have left it unsynced; the next ref needs a barrier.
+        if (this.durable) this.unsynced = true;
         return false; // exists: touched
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw ioError(`touch object ${id}`, err); // else: removed meanwhile (gc): write it

@@ -341,7 +341,10 @@ export class Snapshotter {
         return i === undefined ? null : old.slice(i);
       };
     }
-    const max = repo.chunker.params.maxSize;
+    // The repository's chunker: its parameters are part of the format (the local store's config
+    // holds defaults), and a file's remembered chunk lists come from the repository too.
+    const chunker = this.d.loader.remote.chunker;
+    const max = chunker.params.maxSize;
     const inFlight = new Set<Promise<unknown>>();
     let failed: unknown = null;
     const bufSize = Math.min(size - startAt, 8 * max) || 1;
@@ -375,45 +378,50 @@ export class Snapshotter {
     let have = whole ? size : 0;
     let pos = startAt; // file offset of buf[0]
     let rest: readonly ChunkRef[] | null = null;
-    while (pos < size && !rest) {
-      while (have < buf.length && pos + have < size) {
-        const bytesRead = await file.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
-        if (bytesRead === 0) break;
-        have += bytesRead;
+    try {
+      while (pos < size && !rest) {
+        while (have < buf.length && pos + have < size) {
+          const bytesRead = await file.read(buf, have, Math.min(buf.length - have, size - pos - have), pos + have);
+          if (bytesRead === 0) break;
+          have += bytesRead;
+        }
+        if (pos + have < size && have < buf.length) {
+          // The file on disk ended before its recorded size: the rest reads as zeros (as read() does).
+          const end = Math.min(buf.length, size - pos);
+          buf.fill(0, have, end);
+          have = end;
+        }
+        const eof = pos + have >= size;
+        let off = 0;
+        while (have - off > 0 && (eof || have - off >= max)) {
+          const len = chunker.cut(buf, off, have);
+          const data = buf.subarray(off, off + len);
+          const ref = { id: '', size: len };
+          chunks.push(ref);
+          await put(data, ref);
+          off += len;
+          rest = resync(pos + off);
+          if (rest) break;
+        }
+        if (eof || rest) break;
+        const n = (cur + 1) % 3;
+        if (ring[n]) {
+          await Promise.all(ring[n]!.puts);
+          ring[n]!.puts = [];
+        } else {
+          ring[n] = { buf: Buffer.allocUnsafe(bufSize), puts: [] };
+        }
+        buf.copy(ring[n]!.buf, 0, off, have);
+        buf = ring[n]!.buf;
+        cur = n;
+        have -= off;
+        pos += off;
       }
-      if (pos + have < size && have < buf.length) {
-        // The file on disk ended before its recorded size: the rest reads as zeros (as read() does).
-        const end = Math.min(buf.length, size - pos);
-        buf.fill(0, have, end);
-        have = end;
-      }
-      const eof = pos + have >= size;
-      let off = 0;
-      while (have - off > 0 && (eof || have - off >= max)) {
-        const len = repo.chunker.cut(buf, off, have);
-        const data = buf.subarray(off, off + len);
-        const ref = { id: '', size: len };
-        chunks.push(ref);
-        await put(data, ref);
-        off += len;
-        rest = resync(pos + off);
-        if (rest) break;
-      }
-      if (eof || rest) break;
-      const n = (cur + 1) % 3;
-      if (ring[n]) {
-        await Promise.all(ring[n]!.puts);
-        ring[n]!.puts = [];
-      } else {
-        ring[n] = { buf: Buffer.allocUnsafe(bufSize), puts: [] };
-      }
-      buf.copy(ring[n]!.buf, 0, off, have);
-      buf = ring[n]!.buf;
-      cur = n;
-      have -= off;
-      pos += off;
+    } finally {
+      // Also on failure: the caller releases the file's gate next, and a store still in flight
+      // reads a buffer that may be the file's own memory.
+      await Promise.allSettled(inFlight);
     }
-    await Promise.all(inFlight);
     if (failed) throw failed;
     if (rest) chunks.push(...rest);
     return chunks;

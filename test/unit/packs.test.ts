@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { PACK_MAX_OBJECT, PACK_TARGET_SIZE, PackStore } from '../../src/base/packs.js';
 import { LocalCache } from '../../src/base/local-cache.js';
 import { blockingIoMode, defaultIoMode } from '../../src/core/io-mode.js';
@@ -59,7 +60,7 @@ for (const [mode, io] of [['synchronous', blockingIoMode], ['thread-pool', () =>
     s.close();
     const idx = await packFiles(dir, '.idx');
     t.is(idx.length, 1);
-    t.is((await fsp.stat(idx[0]!)).size, 4 * 40, 'one index entry per object');
+    t.is((await fsp.stat(idx[0]!)).size, 4 * 44, 'one index entry per object');
     const again = PackStore.open(dir, io());
     t.is(again.objects, 4);
     for (const o of objs) same(t, await again.read(o.id), o.bytes);
@@ -71,6 +72,33 @@ for (const [mode, io] of [['synchronous', blockingIoMode], ['thread-pool', () =>
     same(t, await PackStore.open(dir, io()).read(more.id), more.bytes);
   });
 }
+
+test('appends under way together (thread-pool I/O): every one is found in place and after a reopen', async (t) => {
+  const dir = await tempDir(t);
+  const s = PackStore.open(dir, defaultIoMode(false));
+  const objs = Array.from({ length: 60 }, (_, i) => object(1000 + i * 997));
+  await Promise.all(objs.map((o) => s.append(o.id, [o.bytes])));
+  for (const o of objs) same(t, await s.read(o.id), o.bytes);
+  await s.sync();
+  s.close();
+  const again = PackStore.open(dir, blockingIoMode());
+  t.is(again.objects, objs.length);
+  for (const o of objs) same(t, await again.read(o.id), o.bytes);
+  again.close();
+});
+
+test('objects a killed process appended are synced by the next process before it relies on them', async (t) => {
+  const dir = await tempDir(t);
+  const s = PackStore.open(dir, blockingIoMode());
+  const o = object(4000);
+  await s.append(o.id, [o.bytes]); // then SIGKILL: no sync, no index
+  const next = PackStore.open(dir, blockingIoMode());
+  t.true(next.has(o.id), 'found by reading the pack');
+  await next.sync(); // the new process's first barrier: the old pack and the index of what was found
+  const [idx] = await packFiles(dir, '.idx');
+  t.is((await fsp.stat(idx!)).size, 44, 'the found record was indexed at that sync');
+  next.close();
+});
 
 test('an object too big for a pack is refused (the caller stores it as a file)', async (t) => {
   const s = PackStore.open(await tempDir(t), blockingIoMode());
@@ -93,7 +121,8 @@ test('after a crash (no index written): the pack is read up to its torn or garba
   same(t, await a.read(objs[0]!.id), objs[0]!.bytes);
   same(t, await a.read(objs[1]!.id), objs[1]!.bytes);
   t.false(a.has(objs[2]!.id));
-  t.is((await packFiles(dir, '.idx')).length, 1, 'the records found were indexed for the next open');
+  await a.sync();
+  t.is((await packFiles(dir, '.idx')).length, 1, 'the records found were indexed at the first sync');
   a.close();
   // Zeros where unsynced data was (delayed allocation): the torn record now looks whole but
   // holds zeros (LocalCache's verification on first use rejects it); no record is read from zeros.
@@ -104,19 +133,23 @@ test('after a crash (no index written): the pack is read up to its torn or garba
   b.close();
 });
 
-test('index entries past the pack or zeroed are skipped; records after the last indexed one are still found', async (t) => {
+test('index entries past the pack, zeroed or with a wrong checksum are skipped; records after the last indexed one are still found', async (t) => {
   const dir = await tempDir(t);
   const s = PackStore.open(dir, blockingIoMode());
   const first = [object(100), object(200)];
   for (const o of first) await s.append(o.id, [o.bytes]);
-  s.flushIndex(); // the barrier of a snapshot
+  await s.sync(); // the barrier of a snapshot
   const later = object(300);
   await s.append(later.id, [later.bytes]); // appended after it, then a crash
   const [idx] = await packFiles(dir, '.idx');
-  const bogus = Buffer.alloc(40);
-  bogus.writeUInt32BE(1 << 30, 32); // an offset far past the end
+  const bogus = Buffer.alloc(44);
+  bogus.writeUInt32BE(1 << 30, 32); // an offset far past the end, with a matching checksum
   bogus.writeUInt32BE(10, 36);
-  await fsp.appendFile(idx!, Buffer.concat([bogus, Buffer.alloc(40), Buffer.alloc(17)])); // + zeros + a torn entry
+  bogus.writeUInt32BE(crc32(bogus.subarray(0, 40)), 40);
+  const badSum = Buffer.from(bogus);
+  badSum.writeUInt32BE(first[0]!.bytes.length, 36); // plausible, but the checksum no longer matches
+  badSum.writeUInt32BE(8, 32);
+  await fsp.appendFile(idx!, Buffer.concat([bogus, badSum, Buffer.alloc(44), Buffer.alloc(17)])); // + zeros + a torn entry
   const a = PackStore.open(dir, blockingIoMode());
   t.is(a.objects, 3);
   for (const o of [...first, later]) same(t, await a.read(o.id), o.bytes);
