@@ -25,11 +25,12 @@ import type { IoMode } from '../core/io-mode.js';
  *   "RPK1" | stored size (u32 BE) | object id (32 bytes) | stored bytes (type byte first).
  *   Only the process that created a pack appends to it; a pack is never rewritten.
  * - `<process>-<n>.idx`: 44-byte entries — id (32) | record offset (u32 BE) | stored size
- *   (u32 BE) | CRC-32 of those 40 bytes — appended and made durable with the pack's data at
- *   every `sync`, so every object a durable snapshot references is found through the index,
- *   whatever lies around it in the pack. Records past the last indexed one are found by reading
- *   the pack from there until the first record that does not parse (a crash's torn tail); an
- *   entry whose checksum does not match (the unsynced end of an index after a crash) is skipped.
+ *   (u32 BE) | CRC-32 of those 40 bytes — appended at every `sync`. An open takes the entries
+ *   whose checksum matches (the unsynced end of an index after a crash may be garbage), then
+ *   reads the pack from the end of the indexed records that follow each other from its start,
+ *   record by record, until the first one that does not parse (a crash's torn tail). Records
+ *   are contiguous, so every synced record is found that way; only a pack with a failed append
+ *   in it (a torn record in the middle, see below) also has its index made durable at `sync`.
  *
  * Durability: `sync` (LocalCache.sync calls it before each snapshot's log entry). After a crash a
  * pack may end in a torn record, or (with delayed allocation) hold zeros or garbage where the
@@ -40,7 +41,8 @@ import type { IoMode } from '../core/io-mode.js';
  *
  * Appends never overlap: each offset is reserved synchronously. A failed append (a full disk)
  * retires its pack; appends already under way in it (thread-pool I/O) may still land after the
- * torn record, and are found through the index.
+ * torn record, where reading the pack does not reach: they are found through the index, which
+ * is made durable for such a pack.
  */
 
 /**
@@ -77,6 +79,10 @@ interface Pack {
   unindexed: Buffer[];
   /** The .idx file, opened for appending on demand. */
   idxFd: number | null;
+  /** An append failed in this pack: records after it are found only through the index. */
+  torn: boolean;
+  /** Appends under way (thread-pool I/O): one of them may still fail before a record synced now. */
+  inflight: number;
 }
 
 /** Where an object's stored bytes are: `offset` is the type byte's position in `path`. */
@@ -177,14 +183,19 @@ export class PackStore {
     head.writeUInt32BE(size, 4);
     idToBytes(id).copy(head, 8);
     const bufs = [head, ...parts.filter((p) => p.length > 0)] as NodeJS.ArrayBufferView[];
+    pack.inflight++;
     try {
       const fd = this.fdOf(pack);
       if (this.io.sync) this.io.time(() => writeAllSync(fd, bufs, at));
       else await writeAll(fd, bufs, at);
     } catch (err) {
-      // The reserved region may hold part of the record: nothing may follow it in this pack.
+      // The reserved region may hold part of the record: nothing new goes after it.
+      pack.torn = true;
+      this.unsynced.add(pack);
       if (this.current === pack) this.leave(pack);
       throw ioError(`store object ${id} in ${pack.path}`, err);
+    } finally {
+      pack.inflight--;
     }
     this.unsynced.add(pack);
     if (this.index.has(id)) return; // appended twice concurrently: the first copy wins
@@ -207,7 +218,7 @@ export class PackStore {
       for (const p of packs) this.writeIndex(p);
       for (const p of packs) {
         await fdatasyncAsync(this.fdOf(p));
-        await fdatasyncAsync(this.idxFdOf(p));
+        if (p.torn || p.inflight > 0) await fdatasyncAsync(this.idxFdOf(p));
       }
       if (dir) {
         const fd = await openAsync(this.dir, C.O_RDONLY | C.O_DIRECTORY);
@@ -254,7 +265,7 @@ export class PackStore {
   private writable(): Pack {
     if (this.current) return this.current;
     const name = `${this.prefix}-${(++this.seq).toString(36)}`;
-    const p: Pack = { name, path: path.join(this.dir, `${name}.pack`), size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null };
+    const p: Pack = { name, path: path.join(this.dir, `${name}.pack`), size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null, torn: false, inflight: 0 };
     try {
       p.fd = fs.openSync(p.path, C.O_RDWR | C.O_CREAT | C.O_EXCL, FILE_MODE);
       writeAllSync(p.fd, [FILE_MAGIC], 0);
@@ -311,8 +322,8 @@ export class PackStore {
       const fileSize = fs.fstatSync(fd).size;
       const magic = Buffer.alloc(FILE_MAGIC.length);
       if (fileSize < FILE_MAGIC.length || fs.readSync(fd, magic, 0, magic.length, 0) < magic.length || !magic.equals(FILE_MAGIC)) return; // not a pack (or empty: created, then a crash)
-      const pack: Pack = { name, path: file, size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null };
-      let indexed = FILE_MAGIC.length;
+      const pack: Pack = { name, path: file, size: FILE_MAGIC.length, fd: null, unindexed: [], idxFd: null, torn: false, inflight: 0 };
+      const entries: { at: number; size: number }[] = [];
       let idx: Buffer | null = null;
       try {
         idx = fs.readFileSync(path.join(this.dir, `${name}.idx`));
@@ -326,7 +337,14 @@ export class PackStore {
         if (crc32(idx.subarray(i, i + 40)) !== idx.readUInt32BE(i + 40)) continue;
         if (size === 0 || size > PACK_MAX_OBJECT || at < FILE_MAGIC.length || at + HEADER + size > fileSize) continue;
         this.add(idFromBytes(idx.subarray(i, i + 32)), pack, at, size);
-        indexed = Math.max(indexed, at + HEADER + size);
+        entries.push({ at, size });
+      }
+      // Read the pack from the end of the indexed records that follow each other from its start.
+      let indexed = FILE_MAGIC.length;
+      entries.sort((a, b) => a.at - b.at);
+      for (const e of entries) {
+        if (e.at > indexed) break;
+        if (e.at === indexed) indexed = e.at + HEADER + e.size;
       }
       pack.size = indexed;
       // Found records are indexed at the first sync, which also syncs the pack (see the class comment).

@@ -156,6 +156,23 @@ test('index entries past the pack, zeroed or with a wrong checksum are skipped; 
   a.close();
 });
 
+test('a record whose index entry was lost while a later one survived is still found (the pack is read from the first gap)', async (t) => {
+  const dir = await tempDir(t);
+  const s = PackStore.open(dir, blockingIoMode());
+  const a = object(3000);
+  const b = object(4000);
+  await s.append(a.id, [a.bytes]);
+  await s.append(b.id, [b.bytes]);
+  await s.sync();
+  s.close();
+  const [idx] = await packFiles(dir, '.idx');
+  await fsp.writeFile(idx!, (await fsp.readFile(idx!)).subarray(44, 88)); // only b's entry
+  const again = PackStore.open(dir, blockingIoMode());
+  same(t, await again.read(a.id), a.bytes);
+  same(t, await again.read(b.id), b.bytes);
+  again.close();
+});
+
 test('a pack that reached the target size is left for a new one', async (t) => {
   const dir = await tempDir(t);
   const s = PackStore.open(dir, blockingIoMode());
