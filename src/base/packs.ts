@@ -7,6 +7,7 @@ import { crc32 } from 'node:zlib';
 import { errnoCode, ioError } from '../core/errors.js';
 import { idFromBytes, idToBytes, type ObjectId } from '../core/hash.js';
 import type { IoMode } from '../core/io-mode.js';
+import { fsyncDir } from '../repository/posix.js';
 
 /**
  * The objects of the desktop's local object store, appended to pack files instead of one file
@@ -63,9 +64,6 @@ const FILE_MODE = 0o600;
 const readAsync = promisify(fs.read);
 const writevAsync = promisify(fs.writev);
 const fdatasyncAsync = promisify(fs.fdatasync);
-const fsyncAsync = promisify(fs.fsync);
-const openAsync = promisify(fs.open);
-const closeAsync = promisify(fs.close);
 
 interface Pack {
   name: string;
@@ -192,7 +190,7 @@ export class PackStore {
       // The reserved region may hold part of the record: nothing new goes after it.
       pack.torn = true;
       this.unsynced.add(pack);
-      if (this.current === pack) this.leave(pack);
+      this.leave(pack);
       throw ioError(`store object ${id} in ${pack.path}`, err);
     } finally {
       pack.inflight--;
@@ -204,8 +202,9 @@ export class PackStore {
   }
 
   /**
-   * Make every append completed so far durable: an fdatasync of each pack appended to since the
-   * last call, and of the directory when a pack was created. Through the thread pool (it can
+   * Make every append completed so far durable: the pending index entries written, an fdatasync
+   * of each pack appended to since the last call (and of its index where reading the pack cannot
+   * be relied on: see the class comment), and of the directory when a pack was created. Through the thread pool (it can
    * take long); appends may go on meanwhile, and belong to the next call. On failure everything
    * stays due for the next call.
    */
@@ -220,14 +219,7 @@ export class PackStore {
         await fdatasyncAsync(this.fdOf(p));
         if (p.torn || p.inflight > 0) await fdatasyncAsync(this.idxFdOf(p));
       }
-      if (dir) {
-        const fd = await openAsync(this.dir, C.O_RDONLY | C.O_DIRECTORY);
-        try {
-          await fsyncAsync(fd);
-        } finally {
-          await closeAsync(fd);
-        }
-      }
+      if (dir) await fsyncDir(this.dir);
     } catch (err) {
       for (const p of packs) this.unsynced.add(p);
       this.newName ||= dir;

@@ -59,7 +59,8 @@ async function inFanOut(dir: string, op: () => Promise<void>): Promise<boolean> 
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** fsync(2) of a directory (its entries: a new name in it becomes durable). */
+export async function fsyncDir(dir: string): Promise<void> {
   const h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
   try {
     await h.sync();
